@@ -1,0 +1,256 @@
+// Package app wires the delegator: flags, logging, clients, the health and
+// metrics endpoint, leader election and graceful shutdown. The controllers
+// themselves live in their own packages under delegator/ and run only while
+// this replica leads.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/component-base/metrics/legacyregistry"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go request and leader election metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // build info
+	"k8s.io/component-base/version/verflag"
+	"k8s.io/klog/v2"
+)
+
+// Controller is one of the delegator's control loops. Start blocks until ctx
+// is done; it runs only on the leading replica.
+type Controller interface {
+	Name() string
+	Start(ctx context.Context) error
+}
+
+// ControllerFactory builds a controller from the running delegator's clients.
+type ControllerFactory func(ctx context.Context, d *Delegator) (Controller, error)
+
+// Delegator holds what controllers share: the options and the clients of the
+// local cluster.
+type Delegator struct {
+	Options    *Options
+	RestConfig *rest.Config
+	Client     kubernetes.Interface
+	Recorder   record.EventRecorder
+	Logger     logr.Logger
+}
+
+// NewCommand returns the admiralty-delegator command with the given
+// controllers.
+func NewCommand(factories ...ControllerFactory) *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "admiralty-delegator",
+		Short: "Sidecar of kube-scheduler-admiralty: webhook, virtual nodes and the delegate lifecycle",
+		Long: `admiralty-delegator runs beside kube-scheduler-admiralty in every cluster. It
+owns the proxy pod webhook, one virtual node per target, and the controllers
+that turn chosen candidates into delegates, follow their dependencies and
+feed their status back to the proxies.`,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			verflag.PrintAndExitIfRequested()
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			logger, flush, err := o.Logging.Setup()
+			if err != nil {
+				return err
+			}
+			defer flush()
+			// The first SIGTERM or SIGINT starts a graceful shutdown, a second
+			// one exits at once.
+			ctx := genericapiserver.SetupSignalContext()
+			return Run(klog.NewContext(ctx, logger), o, factories...)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	verflag.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// Run runs the delegator until ctx is done.
+func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error {
+	logger := klog.FromContext(ctx)
+	restConfig, err := o.restConfig()
+	if err != nil {
+		return fmt.Errorf("local cluster configuration: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	d := &Delegator{
+		Options:    o,
+		RestConfig: restConfig,
+		Client:     client,
+		Recorder:   broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "admiralty-delegator"}),
+		Logger:     logger,
+	}
+
+	stopping := make(chan struct{})
+	var electionChecker *leaderelection.HealthzAdaptor
+	checks := []healthz.HealthChecker{healthz.PingHealthz}
+	if o.LeaderElection.LeaderElect {
+		electionChecker = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+		checks = append(checks, electionChecker)
+	}
+	mux := http.NewServeMux()
+	healthz.InstallHandler(mux, checks...)
+	healthz.InstallLivezHandler(mux, checks...)
+	healthz.InstallReadyzHandler(mux, append(checks, healthz.NewShutdownHealthz(stopping))...)
+	mux.Handle("/metrics", legacyregistry.Handler())
+	listener, err := net.Listen("tcp", o.HealthAddr)
+	if err != nil {
+		return fmt.Errorf("--health-addr: %w", err)
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(listener) }()
+	logger.Info("Serving health and metrics", "address", listener.Addr().String(), "clusterName", o.ClusterName)
+
+	var wg sync.WaitGroup
+	runErr := make(chan error, 1)
+	lead := func(ctx context.Context) {
+		logger.Info("Starting controllers", "count", len(factories))
+		for _, f := range factories {
+			c, err := f(ctx, d)
+			if err != nil {
+				runErr <- err
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := c.Start(ctx); err != nil && ctx.Err() == nil {
+					logger.Error(err, "Controller stopped", "controller", c.Name())
+					select {
+					case runErr <- fmt.Errorf("controller %s: %w", c.Name(), err):
+					default:
+					}
+				}
+			}()
+		}
+		<-ctx.Done()
+	}
+
+	leadCtx, cancelLead := context.WithCancel(ctx)
+	defer cancelLead()
+	if o.LeaderElection.LeaderElect {
+		elector, err := o.elector(restConfig, d.Recorder, electionChecker, lead, func() {
+			// Losing the lease while the process is not stopping means another
+			// replica may already act: stop everything now, as the upstream
+			// components do, rather than risk two leaders.
+			select {
+			case <-ctx.Done():
+			default:
+				runErr <- errors.New("leader election lost")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		go elector.Run(leadCtx)
+	} else {
+		go lead(leadCtx)
+	}
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-runErr:
+	case err = <-serveErr:
+		err = fmt.Errorf("health server: %w", err)
+	}
+	logger.Info("Shutting down", "reason", shutdownReason(err))
+	close(stopping)
+	cancelLead()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(o.ShutdownTimeout):
+		logger.Info("Controllers did not stop in time", "timeout", o.ShutdownTimeout)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = server.Shutdown(shutdownCtx)
+	return err
+}
+
+func shutdownReason(err error) string {
+	if err == nil {
+		return "signal"
+	}
+	return err.Error()
+}
+
+func (o *Options) restConfig() (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if o.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS = o.KubeAPIQPS
+	cfg.Burst = o.KubeAPIBurst
+	cfg.UserAgent = "admiralty-delegator"
+	return cfg, nil
+}
+
+func (o *Options) elector(cfg *rest.Config, recorder record.EventRecorder, checker *leaderelection.HealthzAdaptor, lead func(context.Context), lost func()) (*leaderelection.LeaderElector, error) {
+	hostname, err := os.Hostname()
+	if err != nil {
+		return nil, err
+	}
+	id := hostname + "_" + uuid.NewString()
+	le := o.LeaderElection
+	ns := le.ResourceNamespace
+	if ns == "" {
+		ns = o.Namespace
+	}
+	lock, err := resourcelock.NewFromKubeconfig(le.ResourceLock, ns, le.ResourceName,
+		resourcelock.ResourceLockConfig{Identity: id, EventRecorder: recorder}, cfg, le.RenewDeadline.Duration)
+	if err != nil {
+		return nil, err
+	}
+	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   le.LeaseDuration.Duration,
+		RenewDeadline:   le.RenewDeadline.Duration,
+		RetryPeriod:     le.RetryPeriod.Duration,
+		ReleaseOnCancel: true,
+		WatchDog:        checker,
+		Name:            le.ResourceName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: lead,
+			OnStoppedLeading: lost,
+		},
+	})
+}

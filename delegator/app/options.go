@@ -1,0 +1,105 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	componentbaseconfig "k8s.io/component-base/config"
+	"k8s.io/component-base/config/options"
+
+	"admiralty.io/multicluster-scheduler/logging"
+)
+
+// Options are the delegator's flags.
+type Options struct {
+	// Kubeconfig is the path of a kubeconfig for the local cluster; empty
+	// means in-cluster configuration.
+	Kubeconfig string
+	// ClusterName identifies this cluster in the objects that the delegator
+	// creates in other clusters, so that two sources never collide there.
+	ClusterName string
+	// Namespace is where the delegator runs; its leader Lease lives there.
+	Namespace string
+	// HealthAddr serves /healthz, /livez, /readyz and /metrics.
+	HealthAddr string
+	// KubeAPIQPS and KubeAPIBurst are the client rate limits, for the local
+	// cluster and for every target.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+	// ShutdownTimeout bounds how long a graceful shutdown may take.
+	ShutdownTimeout time.Duration
+
+	LeaderElection componentbaseconfig.LeaderElectionConfiguration
+	Logging        *logging.Options
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "admiralty"
+	}
+	return &Options{
+		Namespace:       ns,
+		HealthAddr:      ":8080",
+		KubeAPIQPS:      50,
+		KubeAPIBurst:    100,
+		ShutdownTimeout: 30 * time.Second,
+		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
+			LeaderElect:   true,
+			LeaseDuration: metav1.Duration{Duration: 15 * time.Second},
+			RenewDeadline: metav1.Duration{Duration: 10 * time.Second},
+			RetryPeriod:   metav1.Duration{Duration: 2 * time.Second},
+			ResourceLock:  resourcelock.LeasesResourceLock,
+			ResourceName:  "admiralty-delegator",
+		},
+		Logging: logging.NewOptions(),
+	}
+}
+
+// AddFlags binds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig for the local cluster. Empty: in-cluster configuration.")
+	fs.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "Name of this cluster, recorded on the objects the delegator creates in other clusters (required, a DNS label).")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace the delegator runs in (default $POD_NAMESPACE, else admiralty); holds its leader Lease.")
+	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "Address serving /healthz, /livez, /readyz and /metrics.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Client QPS limit, for the local cluster and each target.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Client burst limit, for the local cluster and each target.")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
+	options.BindLeaderElectionFlags(&o.LeaderElection, fs)
+	o.Logging.AddFlags(fs)
+}
+
+// Validate checks the flag values and says which one is wrong.
+func (o *Options) Validate() error {
+	if o.ClusterName == "" {
+		return fmt.Errorf("--cluster-name is required")
+	}
+	if errs := validation.IsDNS1123Label(o.ClusterName); len(errs) > 0 {
+		return fmt.Errorf("--cluster-name %q: %v", o.ClusterName, errs)
+	}
+	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+		return fmt.Errorf("--namespace %q: %v", o.Namespace, errs)
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+	}
+	le := o.LeaderElection
+	if le.LeaderElect {
+		if le.LeaseDuration.Duration <= le.RenewDeadline.Duration {
+			return fmt.Errorf("--leader-elect-lease-duration (%s) must be greater than --leader-elect-renew-deadline (%s)", le.LeaseDuration.Duration, le.RenewDeadline.Duration)
+		}
+		if le.RenewDeadline.Duration <= le.RetryPeriod.Duration {
+			return fmt.Errorf("--leader-elect-renew-deadline (%s) must be greater than --leader-elect-retry-period (%s)", le.RenewDeadline.Duration, le.RetryPeriod.Duration)
+		}
+		if le.ResourceLock != resourcelock.LeasesResourceLock {
+			return fmt.Errorf("--leader-elect-resource-lock must be %q", resourcelock.LeasesResourceLock)
+		}
+	}
+	return o.Logging.Validate()
+}
