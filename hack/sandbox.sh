@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# Local multi-cluster sandbox: N kwokctl clusters (binary runtime, no images),
+# each running kube-scheduler-admiralty as its scheduler and
+# admiralty-delegator as a local process.
+#
+#   hack/sandbox.sh up       create or reuse the clusters (idempotent)
+#   hack/sandbox.sh down     stop and remove everything `up` started, by pid
+#   hack/sandbox.sh status   one line per cluster
+#   hack/sandbox.sh running  exit 0 if every cluster answers
+#
+# Environment (defaults serve `make sandbox`; `make test` sets its own so the
+# two never collide):
+#   SANDBOX_DIR        state, kubeconfigs and logs        (.sandbox)
+#   SANDBOX_NAME       prefix of the kwokctl cluster names (admiralty-demo)
+#   SANDBOX_PORT_BASE  first of the fixed ports            (16400)
+#   SANDBOX_CLUSTERS   number of clusters                  (3)
+#   SANDBOX_NODES      kwok nodes per cluster              (3)
+#
+# Ports, for cluster i: kube-apiserver BASE+i, delegator health and metrics
+# BASE+20+i, delegator webhook BASE+40+i, virtual kubelet BASE+60+i,
+# scheduler BASE+80+i. They sit below Linux's ephemeral range, where kwokctl
+# picks the ports it chooses itself.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/bin
+SANDBOX_DIR=${SANDBOX_DIR:-$ROOT/.sandbox}
+mkdir -p "$SANDBOX_DIR"
+SANDBOX_DIR=$(cd "$SANDBOX_DIR" && pwd)
+SANDBOX_NAME=${SANDBOX_NAME:-admiralty-demo}
+SANDBOX_PORT_BASE=${SANDBOX_PORT_BASE:-16400}
+SANDBOX_CLUSTERS=${SANDBOX_CLUSTERS:-3}
+SANDBOX_NODES=${SANDBOX_NODES:-3}
+REGIONS=(us eu ap sa af me oc)
+
+export KWOK_WORKDIR=$SANDBOX_DIR/kwok
+# kwokctl defaults every binary to a download URL; nothing is downloaded here.
+export KWOK_KUBECTL_BINARY=$BIN/kubectl
+KUBECTL=$BIN/kubectl
+KWOKCTL=$BIN/kwokctl
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+region() { # region of cluster i (1-based)
+	local i=$1
+	if ((i <= ${#REGIONS[@]})); then echo "${REGIONS[i - 1]}"; else echo "r$i"; fi
+}
+kwok_name() { echo "$SANDBOX_NAME-cluster$1"; }
+cluster_dir() { echo "$SANDBOX_DIR/cluster$1"; }
+apiserver_port() { echo $((SANDBOX_PORT_BASE + $1)); }
+health_port() { echo $((SANDBOX_PORT_BASE + 20 + $1)); }
+webhook_port() { echo $((SANDBOX_PORT_BASE + 40 + $1)); }
+kubelet_port() { echo $((SANDBOX_PORT_BASE + 60 + $1)); }
+scheduler_port() { echo $((SANDBOX_PORT_BASE + 80 + $1)); }
+kc() { local i=$1; shift; "$KUBECTL" --kubeconfig "$(cluster_dir "$i")/admin.kubeconfig" "$@"; }
+
+alive() { # pid file -> running?
+	[[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+stop_pid() { # pid file: TERM, then KILL after 10 s
+	local f=$1 pid
+	alive "$f" || { rm -f "$f"; return 0; }
+	pid=$(cat "$f")
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	rm -f "$f"
+}
+
+api_ready() { kc "$1" get --raw /readyz >/dev/null 2>&1; }
+
+wait_for() { # description, timeout seconds, command...
+	local what=$1 timeout=$2
+	shift 2
+	local deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
+		sleep 0.5
+	done
+}
+
+cluster_exists() { [[ -f $KWOK_WORKDIR/clusters/$(kwok_name "$1")/kwok.yaml ]]; }
+
+ensure_cluster() {
+	local i=$1 name dir
+	name=$(kwok_name "$i")
+	dir=$(cluster_dir "$i")
+	mkdir -p "$dir"
+	if cluster_exists "$i"; then
+		if ! api_ready "$i"; then
+			log "cluster$i: starting stopped cluster $name"
+			"$KWOKCTL" start cluster --name "$name" --wait 60s >"$dir/kwokctl.log" 2>&1 ||
+				die "cluster$i: kwokctl start failed, see $dir/kwokctl.log"
+		fi
+		refresh_scheduler "$i"
+	else
+		log "cluster$i: creating $name (kube-apiserver on 127.0.0.1:$(apiserver_port "$i"))"
+		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" create cluster \
+			--name "$name" --runtime binary \
+			--kube-apiserver-port "$(apiserver_port "$i")" \
+			--kube-scheduler-port "$(scheduler_port "$i")" \
+			--kube-apiserver-binary "$BIN/kube-apiserver" \
+			--kube-controller-manager-binary "$BIN/kube-controller-manager" \
+			--kube-scheduler-binary "$BIN/kube-scheduler-admiralty" \
+			--kube-scheduler-config "$ROOT/config/scheduler-config.yaml" \
+			--etcd-binary "$BIN/etcd" \
+			--kwok-controller-binary "$BIN/kwok" \
+			--extra-args kwok-controller=manage-all-nodes=false \
+			--kubeconfig "$dir/kwokctl.kubeconfig" \
+			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
+			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
+		date +%s >"$dir/scheduler.stamp"
+	fi
+	write_kubeconfigs "$i"
+	wait_for "cluster$i API server" 60 api_ready "$i"
+}
+
+# kwokctl links the scheduler binary and copies its configuration at
+# creation. A rebuilt binary or an edited configuration takes effect here,
+# by restarting the cluster's processes (state is kept in etcd).
+refresh_scheduler() {
+	local i=$1 name dir wd
+	name=$(kwok_name "$i")
+	dir=$(cluster_dir "$i")
+	wd=$KWOK_WORKDIR/clusters/$name
+	if [[ -f $dir/scheduler.stamp && $dir/scheduler.stamp -nt $BIN/kube-scheduler-admiralty && $dir/scheduler.stamp -nt $ROOT/config/scheduler-config.yaml ]]; then
+		return 0
+	fi
+	log "cluster$i: scheduler binary or configuration changed, restarting the cluster's processes"
+	# The same rewrite kwokctl does: the scheduler's own kubeconfig.
+	sed "s|^clientConnection:\$|clientConnection:\n  kubeconfig: $wd/kubeconfig.yaml|" \
+		"$ROOT/config/scheduler-config.yaml" >"$wd/scheduler.yaml"
+	"$KWOKCTL" stop cluster --name "$name" >>"$dir/kwokctl.log" 2>&1 || true
+	"$KWOKCTL" start cluster --name "$name" --wait 60s >>"$dir/kwokctl.log" 2>&1 ||
+		die "cluster$i: kwokctl start failed, see $dir/kwokctl.log"
+	date +%s >"$dir/scheduler.stamp"
+}
+
+write_kubeconfigs() {
+	local i=$1 dir src
+	dir=$(cluster_dir "$i")
+	src=$dir/kwokctl.kubeconfig
+	# The admin kubeconfig, with context, cluster and user named clusterI.
+	KUBECONFIG=$src "$KUBECTL" config view --raw --minify --context "kwok-$(kwok_name "$i")" -o json |
+		jq --arg n "cluster$i" '
+			.clusters[0].name = $n | .users[0].name = $n |
+			.contexts[0].name = $n | .contexts[0].context.cluster = $n | .contexts[0].context.user = $n |
+			.["current-context"] = $n' >"$dir/admin.kubeconfig"
+	# The delegator acts as the admiralty service account, so the sandbox
+	# exercises the project's RBAC exactly as an in-cluster install does.
+	jq '.users[0].user.as = "system:serviceaccount:admiralty:admiralty"' \
+		"$dir/admin.kubeconfig" >"$dir/delegator.kubeconfig"
+	chmod 600 "$dir/admin.kubeconfig" "$dir/delegator.kubeconfig"
+}
+
+merge_kubeconfigs() {
+	local files=() i
+	for i in $(seq "$SANDBOX_CLUSTERS"); do files+=("$(cluster_dir "$i")/admin.kubeconfig"); done
+	KUBECONFIG=$(
+		IFS=:
+		echo "${files[*]}"
+	) "$KUBECTL" config view --raw --flatten >"$SANDBOX_DIR/kubeconfig.tmp"
+	KUBECONFIG=$SANDBOX_DIR/kubeconfig.tmp "$KUBECTL" config use-context cluster1 >/dev/null
+	chmod 600 "$SANDBOX_DIR/kubeconfig.tmp"
+	mv "$SANDBOX_DIR/kubeconfig.tmp" "$SANDBOX_DIR/kubeconfig"
+}
+
+ensure_nodes() {
+	local i=$1 n r
+	r=$(region "$i")
+	for n in $(seq 0 $((SANDBOX_NODES - 1))); do
+		cat <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: cluster$i-node-$n
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    type: kwok
+    kubernetes.io/hostname: cluster$i-node-$n
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    topology.kubernetes.io/region: $r
+    topology.kubernetes.io/zone: $r-$n
+spec:
+  podCIDR: 10.$i.$n.0/24
+  podCIDRs: [10.$i.$n.0/24]
+status:
+  allocatable: {cpu: "4", memory: 16Gi, pods: "110"}
+  capacity: {cpu: "4", memory: 16Gi, pods: "110"}
+---
+EOF
+	done | kc "$i" apply -f - >/dev/null
+	wait_for "cluster$i nodes Ready" 60 kc "$i" wait --for=condition=Ready node -l type=kwok --timeout=1s
+}
+
+install_project() {
+	local i=$1
+	kc "$i" apply -f "$ROOT/config/rbac/namespace.yaml" >/dev/null
+	kc "$i" apply -f "$ROOT/config/rbac/" >/dev/null
+	if compgen -G "$ROOT/config/crd/*.yaml" >/dev/null; then
+		kc "$i" apply --server-side --force-conflicts -f "$ROOT/config/crd/" >/dev/null
+		kc "$i" wait --for=condition=Established -f "$ROOT/config/crd/" --timeout=60s >/dev/null
+	fi
+}
+
+delegator_healthy() {
+	curl -fsS "http://127.0.0.1:$(health_port "$1")/healthz" >/dev/null 2>&1
+}
+
+ensure_delegator() {
+	local i=$1 dir pidfile
+	dir=$(cluster_dir "$i")
+	pidfile=$dir/delegator.pid
+	if alive "$pidfile" && [[ $pidfile -nt $BIN/admiralty-delegator ]]; then
+		return 0
+	fi
+	if alive "$pidfile"; then
+		log "cluster$i: delegator binary changed, restarting it"
+		stop_pid "$pidfile"
+	fi
+	log "cluster$i: starting admiralty-delegator (health on 127.0.0.1:$(health_port "$i"), log $dir/delegator.log)"
+	# setsid: the delegator outlives the make that started it, like the
+	# clusters do; `down` stops it by pid.
+	setsid "$BIN/admiralty-delegator" \
+		--kubeconfig "$dir/delegator.kubeconfig" \
+		--cluster-name "cluster$i" \
+		--namespace admiralty \
+		--health-addr "127.0.0.1:$(health_port "$i")" \
+		--leader-elect-lease-duration 15s \
+		--log-format json -v 2 \
+		>>"$dir/delegator.log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+}
+
+up() {
+	local i
+	for tool in kubectl kwokctl kwok kube-apiserver kube-controller-manager etcd kube-scheduler-admiralty admiralty-delegator; do
+		[[ -x $BIN/$tool ]] || die "missing $BIN/$tool: run make tools build"
+	done
+	command -v jq >/dev/null || die "jq is missing: run make tools"
+	for i in $(seq "$SANDBOX_CLUSTERS"); do ensure_cluster "$i"; done
+	merge_kubeconfigs
+	for i in $(seq "$SANDBOX_CLUSTERS"); do
+		ensure_nodes "$i"
+		install_project "$i"
+		ensure_delegator "$i"
+	done
+	for i in $(seq "$SANDBOX_CLUSTERS"); do
+		wait_for "cluster$i delegator health (see $(cluster_dir "$i")/delegator.log)" 60 delegator_healthy "$i"
+	done
+	status
+	log "sandbox ready: export KUBECONFIG=$SANDBOX_DIR/kubeconfig (contexts cluster1..cluster$SANDBOX_CLUSTERS)"
+}
+
+down() {
+	local i dir name
+	for dir in "$SANDBOX_DIR"/cluster*/; do
+		[[ -d $dir ]] || continue
+		stop_pid "$dir/delegator.pid"
+	done
+	if [[ -d $KWOK_WORKDIR/clusters ]]; then
+		for name in $(ls "$KWOK_WORKDIR/clusters"); do
+			log "deleting $name"
+			"$KWOKCTL" delete cluster --name "$name" >/dev/null 2>&1 || true
+			# kwokctl stops components by their pid files; make sure.
+			for f in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
+				[[ -f $f ]] && stop_pid "$f"
+			done
+		done
+	fi
+	rm -rf "$SANDBOX_DIR"
+	log "sandbox removed"
+}
+
+status() {
+	local i dir
+	printf '%-10s %-24s %-8s %-22s %s\n' CONTEXT API-SERVER REGION DELEGATOR NODES
+	for i in $(seq "$SANDBOX_CLUSTERS"); do
+		dir=$(cluster_dir "$i")
+		local api="down" del="down" nodes="-"
+		if api_ready "$i"; then
+			api="https://127.0.0.1:$(apiserver_port "$i")"
+			nodes=$(kc "$i" get nodes -l type=kwok --no-headers 2>/dev/null | grep -c ' Ready ' || true)
+		fi
+		if alive "$dir/delegator.pid"; then
+			del="pid $(cat "$dir/delegator.pid")"
+			delegator_healthy "$i" && del="$del healthy" || del="$del unhealthy"
+		fi
+		printf '%-10s %-24s %-8s %-22s %s\n' "cluster$i" "$api" "$(region "$i")" "$del" "$nodes"
+	done
+}
+
+running() {
+	local i
+	for i in $(seq "$SANDBOX_CLUSTERS"); do
+		[[ -f $(cluster_dir "$i")/admin.kubeconfig ]] && api_ready "$i" || return 1
+	done
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+status) status ;;
+running) running ;;
+*)
+	echo "usage: $0 up|down|status|running" >&2
+	exit 2
+	;;
+esac
