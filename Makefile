@@ -30,6 +30,7 @@ VERSION_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pk
 GO_SOURCES := $(shell find . -name '*.go' -not -path './hack/tools/*' -not -path './.sandbox*' -not -path './bin/*') go.mod go.sum
 
 K8S_TOOLS  := kube-apiserver kube-controller-manager kubectl etcd
+CODEGEN_TOOLS := client-gen lister-gen informer-gen
 KWOK_TOOLS := kwok kwokctl
 
 .PHONY: help
@@ -39,7 +40,10 @@ help: ## List the targets.
 ##@ Tools
 
 .PHONY: tools
-tools: $(addprefix $(BIN)/,$(K8S_TOOLS) $(KWOK_TOOLS) controller-gen) debian-packages ## Build the pinned control plane, kwok and controller-gen into bin/ (cached by version).
+tools: $(addprefix $(BIN)/,$(K8S_TOOLS) $(KWOK_TOOLS)) codegen-tools debian-packages ## Build the pinned control plane, kwok and code generators into bin/ (cached by version).
+
+.PHONY: codegen-tools
+codegen-tools: $(addprefix $(BIN)/,controller-gen $(CODEGEN_TOOLS))
 
 .PHONY: debian-packages
 debian-packages:
@@ -69,6 +73,10 @@ cache-kube-apiserver cache-kube-controller-manager cache-kubectl: cache-%:
 	@mkdir -p $(K8S_CACHE)
 	cd hack/tools && go build -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(K8S_CACHE)/$*.tmp k8s.io/kubernetes/cmd/$* && mv $(K8S_CACHE)/$*.tmp $(K8S_CACHE)/$*
 
+$(addprefix cache-,$(CODEGEN_TOOLS)): cache-%:
+	@mkdir -p $(K8S_CACHE)
+	cd hack/tools && go build -o $(K8S_CACHE)/$*.tmp k8s.io/code-generator/cmd/$* && mv $(K8S_CACHE)/$*.tmp $(K8S_CACHE)/$*
+
 cache-etcd:
 	@mkdir -p $(K8S_CACHE)
 	cd hack/tools && go build -ldflags "-s -w" -o $(K8S_CACHE)/etcd.tmp ./etcd && mv $(K8S_CACHE)/etcd.tmp $(K8S_CACHE)/etcd
@@ -90,14 +98,14 @@ $(BIN)/kube-scheduler-admiralty $(BIN)/admiralty-delegator: $(BIN)/%: $(GO_SOURC
 	go build -ldflags "$(VERSION_LDFLAGS)" -o $@ ./cmd/$*
 
 .PHONY: generate
-generate: $(BIN)/controller-gen ## Regenerate deepcopy code and CRD YAML.
-	hack/generate.sh $(BIN)/controller-gen
+generate: codegen-tools ## Regenerate deepcopy code, typed clients and CRD YAML.
+	hack/generate.sh
 
 .PHONY: verify
-verify: $(BIN)/controller-gen ## gofmt, go vet, and generated code up to date.
+verify: codegen-tools ## gofmt, go vet, and generated code up to date.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	hack/generate.sh $(BIN)/controller-gen --verify
+	hack/generate.sh --verify
 
 ##@ Sandbox
 

@@ -7,6 +7,7 @@
 #   hack/sandbox.sh down     stop and remove everything `up` started, by pid
 #   hack/sandbox.sh status   one line per cluster
 #   hack/sandbox.sh running  exit 0 if every cluster answers
+#   hack/sandbox.sh describe the sandbox as JSON (also in $SANDBOX_DIR/sandbox.json)
 #
 # Environment (defaults serve `make sandbox`; `make test` sets its own so the
 # two never collide):
@@ -16,10 +17,12 @@
 #   SANDBOX_CLUSTERS   number of clusters                  (3)
 #   SANDBOX_NODES      kwok nodes per cluster              (3)
 #
-# Ports, for cluster i: kube-apiserver BASE+i, delegator health and metrics
-# BASE+20+i, delegator webhook BASE+40+i, virtual kubelet BASE+60+i,
-# scheduler BASE+80+i. They sit below Linux's ephemeral range, where kwokctl
-# picks the ports it chooses itself.
+# Every port is fixed, so that two sandboxes (a demo and a test run) never
+# take each other's, even while one is stopped. For cluster i:
+# kube-apiserver BASE+i, delegator health and metrics BASE+20+i, delegator
+# webhook BASE+40+i, virtual kubelet BASE+60+i, scheduler BASE+80+i, etcd
+# BASE+100+i, etcd peer BASE+120+i, controller manager BASE+140+i, kwok
+# BASE+160+i.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +56,10 @@ health_port() { echo $((SANDBOX_PORT_BASE + 20 + $1)); }
 webhook_port() { echo $((SANDBOX_PORT_BASE + 40 + $1)); }
 kubelet_port() { echo $((SANDBOX_PORT_BASE + 60 + $1)); }
 scheduler_port() { echo $((SANDBOX_PORT_BASE + 80 + $1)); }
+etcd_port() { echo $((SANDBOX_PORT_BASE + 100 + $1)); }
+etcd_peer_port() { echo $((SANDBOX_PORT_BASE + 120 + $1)); }
+kcm_port() { echo $((SANDBOX_PORT_BASE + 140 + $1)); }
+kwok_port() { echo $((SANDBOX_PORT_BASE + 160 + $1)); }
 kc() { local i=$1; shift; "$KUBECTL" --kubeconfig "$(cluster_dir "$i")/admin.kubeconfig" "$@"; }
 
 alive() { # pid file -> running?
@@ -97,10 +104,23 @@ ensure_cluster() {
 		refresh_scheduler "$i"
 	else
 		log "cluster$i: creating $name (kube-apiserver on 127.0.0.1:$(apiserver_port "$i"))"
-		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" create cluster \
+		cat >"$dir/kwokctl.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  kubeApiserverPort: $(apiserver_port "$i")
+  kubeSchedulerPort: $(scheduler_port "$i")
+  etcdPort: $(etcd_port "$i")
+  etcdPeerPort: $(etcd_peer_port "$i")
+  kubeControllerManagerPort: $(kcm_port "$i")
+  kwokControllerPort: $(kwok_port "$i")
+EOF
+		# --node-lease-duration-seconds: a restarted kwok controller takes over
+		# the fake nodes when their leases expire; keep that short (outage
+		# tests stop and start clusters).
+		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
-			--kube-apiserver-port "$(apiserver_port "$i")" \
-			--kube-scheduler-port "$(scheduler_port "$i")" \
+			--node-lease-duration-seconds 40 \
 			--kube-apiserver-binary "$BIN/kube-apiserver" \
 			--kube-controller-manager-binary "$BIN/kube-controller-manager" \
 			--kube-scheduler-binary "$BIN/kube-scheduler-admiralty" \
@@ -118,23 +138,35 @@ ensure_cluster() {
 }
 
 # kwokctl links the scheduler binary and copies its configuration at
-# creation. A rebuilt binary or an edited configuration takes effect here,
-# by restarting the cluster's processes (state is kept in etcd).
+# creation. A rebuilt binary or an edited configuration takes effect here:
+# the scheduler process alone is restarted with the command line it had
+# (restarting the whole cluster would make kwok wait for its node leases).
 refresh_scheduler() {
-	local i=$1 name dir wd
+	local i=$1 name dir wd pidfile
 	name=$(kwok_name "$i")
 	dir=$(cluster_dir "$i")
 	wd=$KWOK_WORKDIR/clusters/$name
-	if [[ -f $dir/scheduler.stamp && $dir/scheduler.stamp -nt $BIN/kube-scheduler-admiralty && $dir/scheduler.stamp -nt $ROOT/config/scheduler-config.yaml ]]; then
+	pidfile=$wd/pids/kube-scheduler.pid
+	if [[ -f $dir/scheduler.stamp && $dir/scheduler.stamp -nt $BIN/kube-scheduler-admiralty &&
+		$dir/scheduler.stamp -nt $ROOT/config/scheduler-config.yaml ]] && alive "$pidfile"; then
 		return 0
 	fi
-	log "cluster$i: scheduler binary or configuration changed, restarting the cluster's processes"
+	log "cluster$i: scheduler binary or configuration changed, restarting the scheduler"
 	# The same rewrite kwokctl does: the scheduler's own kubeconfig.
 	sed "s|^clientConnection:\$|clientConnection:\n  kubeconfig: $wd/kubeconfig.yaml|" \
 		"$ROOT/config/scheduler-config.yaml" >"$wd/scheduler.yaml"
-	"$KWOKCTL" stop cluster --name "$name" >>"$dir/kwokctl.log" 2>&1 || true
-	"$KWOKCTL" start cluster --name "$name" --wait 60s >>"$dir/kwokctl.log" 2>&1 ||
-		die "cluster$i: kwokctl start failed, see $dir/kwokctl.log"
+	local -a args
+	if alive "$pidfile"; then
+		mapfile -d '' -t args <"/proc/$(cat "$pidfile")/cmdline"
+		stop_pid "$pidfile"
+	else
+		args=(kube-scheduler "--config=$wd/scheduler.yaml"
+			"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"
+			"--bind-address=0.0.0.0" "--secure-port=$(scheduler_port "$i")")
+	fi
+	args[0]=$wd/bin/kube-scheduler
+	setsid "${args[@]}" >>"$wd/logs/kube-scheduler.log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
 	date +%s >"$dir/scheduler.stamp"
 }
 
@@ -252,6 +284,7 @@ up() {
 	for i in $(seq "$SANDBOX_CLUSTERS"); do
 		wait_for "cluster$i delegator health (see $(cluster_dir "$i")/delegator.log)" 60 delegator_healthy "$i"
 	done
+	describe >"$SANDBOX_DIR/sandbox.json"
 	status
 	log "sandbox ready: export KUBECONFIG=$SANDBOX_DIR/kubeconfig (contexts cluster1..cluster$SANDBOX_CLUSTERS)"
 }
@@ -294,6 +327,22 @@ status() {
 	done
 }
 
+# describe prints the sandbox as JSON, for tests and tools.
+describe() {
+	local i
+	for i in $(seq "$SANDBOX_CLUSTERS"); do
+		jq -n --arg ctx "cluster$i" --arg kwok "$(kwok_name "$i")" --arg region "$(region "$i")" \
+			--arg dir "$(cluster_dir "$i")" --arg workdir "$KWOK_WORKDIR/clusters/$(kwok_name "$i")" \
+			--arg api "https://127.0.0.1:$(apiserver_port "$i")" \
+			--arg health "http://127.0.0.1:$(health_port "$i")" \
+			--argjson webhook "$(webhook_port "$i")" --argjson kubelet "$(kubelet_port "$i")" \
+			'{context: $ctx, kwokName: $kwok, region: $region, dir: $dir, kwokWorkdir: $workdir,
+			  apiServer: $api, delegatorHealth: $health, webhookPort: $webhook, kubeletPort: $kubelet,
+			  adminKubeconfig: ($dir + "/admin.kubeconfig"), delegatorKubeconfig: ($dir + "/delegator.kubeconfig"),
+			  delegatorPidFile: ($dir + "/delegator.pid")}'
+	done | jq -s --arg kc "$SANDBOX_DIR/kubeconfig" --arg bin "$BIN" '{kubeconfig: $kc, bin: $bin, clusters: .}'
+}
+
 running() {
 	local i
 	for i in $(seq "$SANDBOX_CLUSTERS"); do
@@ -306,8 +355,9 @@ up) up ;;
 down) down ;;
 status) status ;;
 running) running ;;
+describe) describe ;;
 *)
-	echo "usage: $0 up|down|status|running" >&2
+	echo "usage: $0 up|down|status|running|describe" >&2
 	exit 2
 	;;
 esac

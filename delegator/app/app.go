@@ -131,14 +131,30 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 	go func() { serveErr <- server.Serve(listener) }()
 	logger.Info("Serving health and metrics", "address", listener.Addr().String(), "clusterName", o.ClusterName)
 
+	// Controllers run under their own context, cancelled first at shutdown,
+	// so that they have stopped before the lease is released and a standby
+	// starts acting.
+	controllersCtx, stopControllers := context.WithCancel(ctx)
+	defer stopControllers()
 	var wg sync.WaitGroup
 	runErr := make(chan error, 1)
-	lead := func(ctx context.Context) {
+	fail := func(err error) {
+		select {
+		case runErr <- err:
+		default:
+		}
+	}
+	lead := func(electionCtx context.Context) {
+		ctx, cancel := context.WithCancel(controllersCtx)
+		defer cancel()
+		// Leadership ends with the election context.
+		stop := context.AfterFunc(electionCtx, cancel)
+		defer stop()
 		logger.Info("Starting controllers", "count", len(factories))
 		for _, f := range factories {
 			c, err := f(ctx, d)
 			if err != nil {
-				runErr <- err
+				fail(err)
 				return
 			}
 			wg.Add(1)
@@ -146,35 +162,34 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 				defer wg.Done()
 				if err := c.Start(ctx); err != nil && ctx.Err() == nil {
 					logger.Error(err, "Controller stopped", "controller", c.Name())
-					select {
-					case runErr <- fmt.Errorf("controller %s: %w", c.Name(), err):
-					default:
-					}
+					fail(fmt.Errorf("controller %s: %w", c.Name(), err))
 				}
 			}()
 		}
 		<-ctx.Done()
 	}
 
-	leadCtx, cancelLead := context.WithCancel(ctx)
-	defer cancelLead()
+	electionCtx, stopElection := context.WithCancel(context.Background())
+	defer stopElection()
+	// electorDone closes once the elector has returned, which is after it
+	// released the lease (ReleaseOnCancel).
+	electorDone := make(chan struct{})
 	if o.LeaderElection.LeaderElect {
 		elector, err := o.elector(restConfig, d.Recorder, electionChecker, lead, func() {
 			// Losing the lease while the process is not stopping means another
 			// replica may already act: stop everything now, as the upstream
 			// components do, rather than risk two leaders.
-			select {
-			case <-ctx.Done():
-			default:
-				runErr <- errors.New("leader election lost")
+			if controllersCtx.Err() == nil {
+				fail(errors.New("leader election lost"))
 			}
 		})
 		if err != nil {
 			return err
 		}
-		go elector.Run(leadCtx)
+		go func() { defer close(electorDone); elector.Run(electionCtx) }()
 	} else {
-		go lead(leadCtx)
+		close(electorDone)
+		go lead(electionCtx)
 	}
 
 	select {
@@ -186,13 +201,18 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 	}
 	logger.Info("Shutting down", "reason", shutdownReason(err))
 	close(stopping)
-	cancelLead()
+	stopControllers()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		wg.Wait()
+		stopElection()
+		<-electorDone
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(o.ShutdownTimeout):
-		logger.Info("Controllers did not stop in time", "timeout", o.ShutdownTimeout)
+		logger.Info("Shutdown did not finish in time", "timeout", o.ShutdownTimeout)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// testContext is bounded, so that a stuck test fails instead of hanging.
+func testContext(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// namespace creates a namespace with a unique name in cluster c and deletes
+// it when the test ends.
+func namespace(t *testing.T, c *Cluster, prefix string, labels map[string]string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%s", prefix, rand.String(5))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := c.Client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: create namespace %s: %v", c.Context, name, err)
+	}
+	t.Cleanup(func() {
+		_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	// The ServiceAccount admission plugin rejects pods until the controller
+	// manager has created the namespace's default service account.
+	eventually(testContext(t, 30*time.Second), t, "default service account in "+name, func(ctx context.Context) (bool, string, error) {
+		_, err := c.Client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err), nil
+	})
+	return name
+}
+
+// eventually polls cond every 200 ms until it returns true, an error, or ctx
+// ends; the last message explains a timeout.
+func eventually(ctx context.Context, t *testing.T, what string, cond func(ctx context.Context) (bool, string, error)) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		ok, msg, err := cond(ctx)
+		last = msg
+		return ok, err
+	})
+	if err != nil {
+		t.Fatalf("%s: %v (last seen: %s)", what, err, last)
+	}
+}
+
+func podEvents(ctx context.Context, c *Cluster, pod *corev1.Pod) ([]corev1.Event, error) {
+	list, err := c.Client.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + pod.Name,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+func summarizeEvents(events []corev1.Event) string {
+	var parts []string
+	for _, e := range events {
+		parts = append(parts, fmt.Sprintf("%s/%s %s: %s", e.Source.Component, e.ReportingController, e.Reason, e.Message))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func mustParse(q string) resource.Quantity { return resource.MustParse(q) }
