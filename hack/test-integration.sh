@@ -6,8 +6,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SANDBOX_DIR=${TEST_SANDBOX_DIR:-$ROOT/.sandbox-test}
-export SANDBOX_NAME=admiralty-test
-export SANDBOX_PORT_BASE=16600
+export SANDBOX_NAME=${TEST_SANDBOX_NAME:-admiralty-test}
+export SANDBOX_PORT_BASE=${TEST_SANDBOX_PORT_BASE:-16600}
 export SANDBOX_CLUSTERS=3
 
 started=0

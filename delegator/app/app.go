@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -33,6 +34,9 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"  // build info
 	"k8s.io/component-base/version/verflag"
 	"k8s.io/klog/v2"
+
+	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
+	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
 )
 
 // Controller is one of the delegator's control loops. Start blocks until ctx
@@ -45,14 +49,19 @@ type Controller interface {
 // ControllerFactory builds a controller from the running delegator's clients.
 type ControllerFactory func(ctx context.Context, d *Delegator) (Controller, error)
 
-// Delegator holds what controllers share: the options and the clients of the
-// local cluster.
+// Delegator holds what controllers share: the options, the clients of the
+// local cluster and its informer factories. Controllers register their
+// informers with the factories while they are built; the factories start
+// once every controller is built.
 type Delegator struct {
-	Options    *Options
-	RestConfig *rest.Config
-	Client     kubernetes.Interface
-	Recorder   record.EventRecorder
-	Logger     logr.Logger
+	Options       *Options
+	RestConfig    *rest.Config
+	Client        kubernetes.Interface
+	MCClient      versioned.Interface
+	Recorder      record.EventRecorder
+	Logger        logr.Logger
+	KubeInformers informers.SharedInformerFactory
+	MCInformers   mcinformers.SharedInformerFactory
 }
 
 // NewCommand returns the admiralty-delegator command with the given
@@ -99,6 +108,10 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 	if err != nil {
 		return err
 	}
+	mcClient, err := versioned.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
@@ -106,6 +119,7 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 		Options:    o,
 		RestConfig: restConfig,
 		Client:     client,
+		MCClient:   mcClient,
 		Recorder:   broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "admiralty-delegator"}),
 		Logger:     logger,
 	}
@@ -151,6 +165,9 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 		stop := context.AfterFunc(electionCtx, cancel)
 		defer stop()
 		logger.Info("Starting controllers", "count", len(factories))
+		// Fresh caches for each term of leadership.
+		d.KubeInformers = informers.NewSharedInformerFactory(client, 0)
+		d.MCInformers = mcinformers.NewSharedInformerFactory(mcClient, 0)
 		for _, f := range factories {
 			c, err := f(ctx, d)
 			if err != nil {
@@ -166,7 +183,11 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 				}
 			}()
 		}
+		d.KubeInformers.Start(ctx.Done())
+		d.MCInformers.Start(ctx.Done())
 		<-ctx.Done()
+		d.KubeInformers.Shutdown()
+		d.MCInformers.Shutdown()
 	}
 
 	electionCtx, stopElection := context.WithCancel(context.Background())

@@ -28,3 +28,38 @@ const (
 	ProxySchedulerName     = "admiralty-proxy"
 	CandidateSchedulerName = "admiralty-candidate"
 )
+
+// Keys of the proxy-delegate contract. A proxy pod lives in the source; for
+// it, the source's scheduler creates one PodChaperon in the chosen target,
+// from which the target's delegator makes the delegate pod.
+const (
+	// AnnotationSourcePodManifest on a proxy pod holds the original pod (as
+	// the user created it, before the webhook made it a proxy), as JSON.
+	AnnotationSourcePodManifest = GroupName + "/sourcepod-manifest"
+	// LabelIsProxy with value "true" marks proxy pods, so that components
+	// watch only those.
+	LabelIsProxy = GroupName + "/is-proxy"
+
+	// LabelPrefix prefixes the keys of the original pod's labels on the
+	// delegate ("app" becomes "multicluster.admiralty.io/app"), so that
+	// services and controllers of the target never select delegates by
+	// accident.
+	LabelPrefix = GroupName + "/"
+
+	// Labels on PodChaperons and delegates, in the target, that name their
+	// proxy in the source. Two sources never collide: the source cluster's
+	// name is part of every generated name and selector.
+	LabelParentClusterName    = GroupName + "/parent-cluster"
+	LabelParentUID            = GroupName + "/parent-uid"
+	AnnotationParentNamespace = GroupName + "/parent-namespace"
+	AnnotationParentName      = GroupName + "/parent-name"
+
+	// AnnotationProxyPod on a delegate names its proxy pod (namespace/name)
+	// in the source, for people reading the target.
+	AnnotationProxyPod = GroupName + "/proxy-pod"
+
+	// LabelTargetName on a virtual node names the target it stands for
+	// (the Target's or ClusterTarget's name), the value that
+	// AnnotationClusterName matches.
+	LabelTargetName = GroupName + "/cluster-name"
+)

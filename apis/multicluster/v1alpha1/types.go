@@ -277,6 +277,43 @@ type ClusterSummary struct {
 	// Allocatable is the sum of the Ready nodes' allocatable resources.
 	// +optional
 	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
+	// Nodes summarizes each schedulable node: what a source's scheduler
+	// needs to simulate a pod against this cluster (labels, taints,
+	// allocatable and requested resources, host ports in use), without the
+	// right to list the cluster's nodes and pods.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Nodes []NodeSummary `json:"nodes,omitempty"`
+}
+
+// NodeSummary is one node of a ClusterSummary.
+type NodeSummary struct {
+	// Name of the node.
+	Name string `json:"name"`
+	// Labels of the node.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Taints of the node.
+	// +optional
+	Taints []corev1.Taint `json:"taints,omitempty"`
+	// Ready is the node's Ready condition.
+	Ready bool `json:"ready"`
+	// Unschedulable is the node's spec.unschedulable.
+	// +optional
+	Unschedulable bool `json:"unschedulable,omitempty"`
+	// Allocatable resources of the node.
+	// +optional
+	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
+	// Requested is the sum of the requests of the node's non-terminal pods.
+	// +optional
+	Requested corev1.ResourceList `json:"requested,omitempty"`
+	// Pods is the number of non-terminal pods on the node.
+	// +optional
+	Pods int32 `json:"pods,omitempty"`
+	// HostPorts in use on the node, as "protocol/ip/port".
+	// +optional
+	HostPorts []string `json:"hostPorts,omitempty"`
 }
 
 // ClusterSummaryList is a list of ClusterSummaries.
