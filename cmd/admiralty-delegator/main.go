@@ -7,8 +7,11 @@ import (
 	"k8s.io/component-base/cli"
 
 	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 )
 
 func main() {
-	os.Exit(cli.Run(app.NewCommand()))
+	os.Exit(cli.Run(app.NewCommand(
+		virtualnode.NewController,
+	)))
 }

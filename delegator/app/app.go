@@ -18,6 +18,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
@@ -36,7 +38,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
+	mcscheme "admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned/scheme"
 	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
+	"admiralty.io/multicluster-scheduler/targets"
 )
 
 // Controller is one of the delegator's control loops. Start blocks until ctx
@@ -62,6 +66,9 @@ type Delegator struct {
 	Logger        logr.Logger
 	KubeInformers informers.SharedInformerFactory
 	MCInformers   mcinformers.SharedInformerFactory
+	// Targets is the live set of this cluster's targets (Targets and
+	// ClusterTargets), with their connections; it writes their status.
+	Targets *targets.Registry
 }
 
 // NewCommand returns the admiralty-delegator command with the given
@@ -120,7 +127,7 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 		RestConfig: restConfig,
 		Client:     client,
 		MCClient:   mcClient,
-		Recorder:   broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "admiralty-delegator"}),
+		Recorder:   broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "admiralty-delegator"}),
 		Logger:     logger,
 	}
 
@@ -168,6 +175,18 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 		// Fresh caches for each term of leadership.
 		d.KubeInformers = informers.NewSharedInformerFactory(client, 0)
 		d.MCInformers = mcinformers.NewSharedInformerFactory(mcClient, 0)
+		d.Targets = targets.NewRegistry(targets.Options{
+			SourceClusterName: o.ClusterName,
+			LocalConfig:       restConfig,
+			QPS:               o.KubeAPIQPS,
+			Burst:             o.KubeAPIBurst,
+			UserAgent:         "admiralty-delegator/" + o.ClusterName,
+			WriteStatus:       true,
+			Recorder:          d.Recorder,
+			HealthInterval:    o.TargetHealthInterval,
+		}, client, mcClient, d.MCInformers)
+		// The registry runs like a controller, before the ones that use it.
+		factories := append([]ControllerFactory{func(context.Context, *Delegator) (Controller, error) { return d.Targets, nil }}, factories...)
 		for _, f := range factories {
 			c, err := f(ctx, d)
 			if err != nil {
@@ -239,6 +258,15 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 	defer cancel()
 	_ = server.Shutdown(shutdownCtx)
 	return err
+}
+
+// eventScheme knows the built-in kinds and the multicluster kinds, so that
+// Events can be recorded on Targets, Sources and PodChaperons too.
+func eventScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(mcscheme.AddToScheme(s))
+	return s
 }
 
 func shutdownReason(err error) string {

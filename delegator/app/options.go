@@ -34,6 +34,13 @@ type Options struct {
 	// ShutdownTimeout bounds how long a graceful shutdown may take.
 	ShutdownTimeout time.Duration
 
+	// TargetHealthInterval is how often each target is checked again and
+	// its Ready condition refreshed.
+	TargetHealthInterval time.Duration
+	// VirtualNodeLeaseDuration is the Lease duration of virtual nodes: a
+	// target that stops answering makes its node NotReady after it.
+	VirtualNodeLeaseDuration time.Duration
+
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
 	Logging        *logging.Options
 }
@@ -50,6 +57,9 @@ func NewOptions() *Options {
 		KubeAPIQPS:      50,
 		KubeAPIBurst:    100,
 		ShutdownTimeout: 30 * time.Second,
+
+		TargetHealthInterval:     30 * time.Second,
+		VirtualNodeLeaseDuration: 40 * time.Second,
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:   true,
 			LeaseDuration: metav1.Duration{Duration: 15 * time.Second},
@@ -71,6 +81,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Client QPS limit, for the local cluster and each target.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Client burst limit, for the local cluster and each target.")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
+	fs.DurationVar(&o.TargetHealthInterval, "target-health-interval", o.TargetHealthInterval, "How often each Target and ClusterTarget is checked again (Ready condition).")
+	fs.DurationVar(&o.VirtualNodeLeaseDuration, "virtual-node-lease-duration", o.VirtualNodeLeaseDuration, "Lease duration of virtual nodes, renewed every quarter of it while their target answers; the node lifecycle controller marks the node NotReady when it lapses.")
 	options.BindLeaderElectionFlags(&o.LeaderElection, fs)
 	o.Logging.AddFlags(fs)
 }
@@ -88,6 +100,12 @@ func (o *Options) Validate() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+	}
+	if o.TargetHealthInterval < time.Second {
+		return fmt.Errorf("--target-health-interval must be at least 1s")
+	}
+	if o.VirtualNodeLeaseDuration < 4*time.Second {
+		return fmt.Errorf("--virtual-node-lease-duration must be at least 4s")
 	}
 	le := o.LeaderElection
 	if le.LeaderElect {

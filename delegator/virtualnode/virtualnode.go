@@ -1,0 +1,432 @@
+// Package virtualnode keeps one node per target in the source cluster, the
+// node that proxy pods are scheduled to. virtual-kubelet's node package
+// registers it, renews its Lease and updates its status; this package
+// decides what the node says: the target's summed capacity and allocatable
+// resources, the labels all of the target's schedulable nodes share (so
+// that a node selector on a region selects a cluster), and Ready only while
+// the target answers. A node whose Target is gone is deleted.
+package virtualnode
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	mclisters "admiralty.io/multicluster-scheduler/apis/generated/listers/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/targets"
+)
+
+// Labels and taint of every virtual node, as in the original project.
+const (
+	LabelType      = "type"
+	TypeValue      = "virtual-kubelet"
+	LabelRole      = "kubernetes.io/role"
+	RoleValue      = "cluster"
+	leaseNamespace = corev1.NamespaceNodeLease
+)
+
+// Taint keeps ordinary pods off virtual nodes; proxies tolerate it.
+var Taint = corev1.Taint{Key: v1alpha1.LabelVirtualKubeletProvider, Value: v1alpha1.ProviderName, Effect: corev1.TaintEffectNoSchedule}
+
+// Options of the controller.
+type Options struct {
+	// LeaseDurationSeconds of the virtual nodes' Leases; renewed every
+	// quarter of it while the target answers.
+	LeaseDurationSeconds int32
+	// PingInterval is how often each target is checked.
+	PingInterval time.Duration
+	// KubeletPort is advertised as the nodes' kubelet endpoint (0: none).
+	KubeletPort int32
+	// KubeletAddress is advertised as the nodes' InternalIP.
+	KubeletAddress string
+}
+
+// Controller runs the virtual nodes.
+type Controller struct {
+	opts       Options
+	client     kubernetes.Interface
+	registry   *targets.Registry
+	nodes      corelisters.NodeLister
+	targets    mclisters.TargetLister
+	clusters   mclisters.ClusterTargetLister
+	controller *controller.Controller
+
+	mu      sync.Mutex
+	running map[string]*runningNode // by node name
+	ctx     context.Context
+}
+
+type runningNode struct {
+	target   *targets.Target
+	provider *provider
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// New returns the controller. nodeInformer must be filtered to virtual
+// nodes or not, as the caller likes; only nodes of the admiralty provider
+// are ever deleted.
+func New(opts Options, client kubernetes.Interface, registry *targets.Registry, nodeInformer cache.SharedIndexInformer,
+	targetLister mclisters.TargetLister, clusterLister mclisters.ClusterTargetLister, synced ...cache.InformerSynced) *Controller {
+	if opts.LeaseDurationSeconds == 0 {
+		opts.LeaseDurationSeconds = 40
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = 10 * time.Second
+	}
+	c := &Controller{
+		opts:     opts,
+		client:   client,
+		registry: registry,
+		nodes:    corelisters.NewNodeLister(nodeInformer.GetIndexer()),
+		targets:  targetLister,
+		clusters: clusterLister,
+		running:  map[string]*runningNode{},
+	}
+	c.controller = controller.New("virtualnode", 2, c.reconcile)
+	_, _ = nodeInformer.AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: func(obj any) bool {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			n, ok := obj.(*corev1.Node)
+			return ok && n.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
+		},
+		Handler: c.controller.Handler(),
+	})
+	c.controller.WaitFor(append(synced, nodeInformer.HasSynced)...)
+	registry.Subscribe(c)
+	return c
+}
+
+// Name of the control loop.
+func (c *Controller) Name() string { return c.controller.Name() }
+
+// Start runs until ctx is done; virtual nodes stay registered (a restarted
+// or standby delegator takes them over).
+func (c *Controller) Start(ctx context.Context) error {
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
+	// Targets and ClusterTargets that exist at start: their nodes are kept,
+	// the others deleted (orphans of Targets deleted while no delegator ran).
+	for _, ref := range c.wantedRefs() {
+		c.controller.EnqueueKey(ref.VirtualNodeName())
+	}
+	err := c.controller.Start(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, r := range c.running {
+		r.cancel()
+		<-r.done
+		delete(c.running, name)
+	}
+	return err
+}
+
+// TargetAdded implements targets.Handler.
+func (c *Controller) TargetAdded(t *targets.Target) {
+	// The node follows the target's summary.
+	_, _ = t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.refresh(t) },
+		UpdateFunc: func(any, any) { c.refresh(t) },
+		DeleteFunc: func(any) { c.refresh(t) },
+	})
+	c.controller.EnqueueKey(t.Ref.VirtualNodeName())
+}
+
+// TargetRemoved implements targets.Handler.
+func (c *Controller) TargetRemoved(t *targets.Target) {
+	c.controller.EnqueueKey(t.Ref.VirtualNodeName())
+}
+
+func (c *Controller) wantedRefs() []targets.Ref {
+	var refs []targets.Ref
+	if list, err := c.targets.List(labels.Everything()); err == nil {
+		for _, t := range list {
+			refs = append(refs, targets.Ref{Namespace: t.Namespace, Name: t.Name})
+		}
+	}
+	if list, err := c.clusters.List(labels.Everything()); err == nil {
+		for _, t := range list {
+			refs = append(refs, targets.Ref{Name: t.Name})
+		}
+	}
+	return refs
+}
+
+func (c *Controller) reconcile(ctx context.Context, name string) (controller.Result, error) {
+	logger := klog.FromContext(ctx)
+	var ref *targets.Ref
+	for _, r := range c.wantedRefs() {
+		if r.VirtualNodeName() == name {
+			ref = &r
+			break
+		}
+	}
+	if ref == nil {
+		// No Target stands behind this node any more.
+		c.stop(name)
+		n, err := c.nodes.Get(name)
+		if apierrors.IsNotFound(err) {
+			return controller.Result{}, nil
+		}
+		if err != nil {
+			return controller.Result{}, err
+		}
+		if n.Labels[v1alpha1.LabelVirtualKubeletProvider] != v1alpha1.ProviderName {
+			return controller.Result{}, nil
+		}
+		logger.Info("Deleting virtual node of a deleted target", "node", name)
+		if err := c.client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return controller.Result{}, err
+		}
+		err = c.client.CoordinationV1().Leases(leaseNamespace).Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return controller.Result{}, err
+		}
+		return controller.Result{}, nil
+	}
+
+	t := c.registry.Get(*ref)
+	c.mu.Lock()
+	r, running := c.running[name]
+	c.mu.Unlock()
+	switch {
+	case t == nil:
+		// The Target exists but cannot be reached with its spec (its status
+		// says why): the node's Lease is no longer renewed and the node
+		// lifecycle controller marks it NotReady.
+		c.stop(name)
+	case running && r.target == t:
+		if _, err := c.nodes.Get(name); apierrors.IsNotFound(err) {
+			// Someone deleted the node: register it again.
+			c.stop(name)
+			c.start(ctx, t)
+		}
+	default:
+		c.stop(name)
+		c.start(ctx, t)
+	}
+	return controller.Result{}, nil
+}
+
+func (c *Controller) start(ctx context.Context, t *targets.Target) {
+	logger := klog.FromContext(ctx).WithValues("node", t.Ref.VirtualNodeName(), "target", t.Ref.String())
+	p := &provider{target: t, opts: c.opts}
+	nc, err := node.NewNodeController(p, p.node(), c.client.CoreV1().Nodes(),
+		node.WithNodeEnableLeaseV1(c.client.CoordinationV1().Leases(leaseNamespace), c.opts.LeaseDurationSeconds),
+		node.WithNodePingInterval(c.opts.PingInterval),
+		node.WithNodePingTimeout(c.opts.PingInterval),
+		node.WithNodeStatusUpdateErrorHandler(func(ctx context.Context, err error) error {
+			if apierrors.IsNotFound(err) {
+				// The node was deleted: the reconcile loop registers it again.
+				c.controller.EnqueueKey(t.Ref.VirtualNodeName())
+			}
+			return err
+		}),
+	)
+	if err != nil {
+		logger.Error(err, "Cannot build the node controller")
+		return
+	}
+	c.mu.Lock()
+	base := c.ctx
+	c.mu.Unlock()
+	if base == nil {
+		base = ctx
+	}
+	runCtx, cancel := context.WithCancel(klog.NewContext(base, logger))
+	r := &runningNode{target: t, provider: p, cancel: cancel, done: make(chan struct{})}
+	c.mu.Lock()
+	c.running[t.Ref.VirtualNodeName()] = r
+	c.mu.Unlock()
+	go func() {
+		defer close(r.done)
+		logger.Info("Running virtual node")
+		if err := nc.Run(runCtx); err != nil && runCtx.Err() == nil {
+			logger.Error(err, "Virtual node stopped; retrying")
+			c.controller.EnqueueKeyAfter(t.Ref.VirtualNodeName(), 5*time.Second)
+			c.mu.Lock()
+			if c.running[t.Ref.VirtualNodeName()] == r {
+				delete(c.running, t.Ref.VirtualNodeName())
+			}
+			c.mu.Unlock()
+		}
+	}()
+}
+
+func (c *Controller) stop(name string) {
+	c.mu.Lock()
+	r, ok := c.running[name]
+	delete(c.running, name)
+	c.mu.Unlock()
+	if ok {
+		r.cancel()
+		<-r.done
+	}
+}
+
+// refresh pushes a new node status for target t, if its node runs.
+func (c *Controller) refresh(t *targets.Target) {
+	c.mu.Lock()
+	r, ok := c.running[t.Ref.VirtualNodeName()]
+	c.mu.Unlock()
+	if ok && r.target == t {
+		r.provider.notify()
+	}
+}
+
+// provider is virtual-kubelet's NodeProvider for one target.
+type provider struct {
+	target *targets.Target
+	opts   Options
+
+	mu sync.Mutex
+	cb func(*corev1.Node)
+}
+
+// Ping implements node.NodeProvider: the node is renewed only while the
+// target answers and authorizes this source.
+func (p *provider) Ping(ctx context.Context) error {
+	return targets.Check(ctx, p.target)
+}
+
+// NotifyNodeStatus implements node.NodeProvider.
+func (p *provider) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
+	p.mu.Lock()
+	p.cb = cb
+	p.mu.Unlock()
+}
+
+func (p *provider) notify() {
+	p.mu.Lock()
+	cb := p.cb
+	p.mu.Unlock()
+	if cb != nil {
+		cb(p.node())
+	}
+}
+
+// node is the virtual node as the target's summary describes it.
+func (p *provider) node() *corev1.Node {
+	return Build(p.target.Ref, p.target.Summary(), p.opts)
+}
+
+// Build computes a virtual node from its target's summary (nil if unknown).
+func Build(ref targets.Ref, summary *v1alpha1.ClusterSummary, opts Options) *corev1.Node {
+	name := ref.VirtualNodeName()
+	nodeLabels := map[string]string{}
+	capacity := corev1.ResourceList{}
+	allocatable := corev1.ResourceList{}
+	if summary != nil {
+		for k, v := range CommonLabels(summary.Nodes) {
+			nodeLabels[k] = v
+		}
+		capacity = summary.Capacity.DeepCopy()
+		allocatable = summary.Allocatable.DeepCopy()
+	}
+	for _, l := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourcePods} {
+		if _, ok := capacity[l]; !ok {
+			capacity[l] = resource.Quantity{}
+		}
+		if _, ok := allocatable[l]; !ok {
+			allocatable[l] = resource.Quantity{}
+		}
+	}
+	// Ours last: a target's own labels never override them.
+	nodeLabels[v1alpha1.LabelVirtualKubeletProvider] = v1alpha1.ProviderName
+	nodeLabels[LabelType] = TypeValue
+	nodeLabels[LabelRole] = RoleValue
+	nodeLabels[v1alpha1.LabelTargetName] = ref.Name
+	nodeLabels[corev1.LabelHostname] = name
+	now := metav1.Now()
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nodeLabels},
+		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{Taint}},
+		Status: corev1.NodeStatus{
+			Capacity:    capacity,
+			Allocatable: allocatable,
+			Conditions: []corev1.NodeCondition{{
+				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "TargetReachable",
+				Message: fmt.Sprintf("target %s answers", ref.String()), LastHeartbeatTime: now, LastTransitionTime: now,
+			}},
+			NodeInfo: corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "admiralty"},
+		},
+	}
+	if opts.KubeletAddress != "" {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: opts.KubeletAddress}}
+	}
+	if opts.KubeletPort != 0 {
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = opts.KubeletPort
+	}
+	return n
+}
+
+// perNodeLabels differ from node to node by nature; sharing them would be a
+// coincidence of a one-node cluster, and they would mislead selectors.
+var perNodeLabels = map[string]bool{
+	corev1.LabelHostname: true,
+}
+
+// CommonLabels returns the labels that every schedulable node of the
+// summary has with the same value.
+func CommonLabels(nodes []v1alpha1.NodeSummary) map[string]string {
+	var common map[string]string
+	for _, n := range nodes {
+		if n.Unschedulable {
+			continue
+		}
+		if common == nil {
+			common = map[string]string{}
+			for k, v := range n.Labels {
+				if !perNodeLabels[k] {
+					common[k] = v
+				}
+			}
+			continue
+		}
+		for k, v := range common {
+			if n.Labels[k] != v {
+				delete(common, k)
+			}
+		}
+	}
+	keys := make([]string, 0, len(common))
+	for k := range common {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		out[k] = common[k]
+	}
+	return out
+}
+
+// NewController is the delegator's factory of the virtual node controller.
+func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
+	nodes := d.KubeInformers.Core().V1().Nodes().Informer()
+	ti := d.MCInformers.Multicluster().V1alpha1().Targets()
+	ci := d.MCInformers.Multicluster().V1alpha1().ClusterTargets()
+	return New(Options{
+		LeaseDurationSeconds: int32(d.Options.VirtualNodeLeaseDuration / time.Second),
+		PingInterval:         d.Options.VirtualNodeLeaseDuration / 4,
+	}, d.Client, d.Targets, nodes, ti.Lister(), ci.Lister(), ti.Informer().HasSynced, ci.Informer().HasSynced), nil
+}

@@ -1,0 +1,472 @@
+// Package targets keeps the live set of target clusters of this (source)
+// cluster: it watches Targets and ClusterTargets, resolves their kubeconfig
+// Secrets, and holds one connection per target (clients and the informers
+// that consumers share). Adding, changing or deleting a Target takes effect
+// at once, without a restart. The delegator and the scheduler plugins each
+// run a Registry; only the delegator's writes Target status.
+package targets
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
+	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
+	mclisters "admiralty.io/multicluster-scheduler/apis/generated/listers/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/names"
+)
+
+// Ref names a Target (Namespace set) or a ClusterTarget (Namespace empty).
+type Ref struct {
+	Namespace string
+	Name      string
+}
+
+// String is the work-queue key of the Ref: "NS/NAME" or "NAME".
+func (r Ref) String() string {
+	if r.Namespace == "" {
+		return r.Name
+	}
+	return r.Namespace + "/" + r.Name
+}
+
+// IsCluster tells whether the Ref names a ClusterTarget.
+func (r Ref) IsCluster() bool { return r.Namespace == "" }
+
+// VirtualNodeName is the name of the node that stands for the target:
+// admiralty-namespace-NS-NAME or admiralty-cluster-NAME, as in the original
+// project, cut with a hash when longer than a node name may be.
+func (r Ref) VirtualNodeName() string {
+	if r.IsCluster() {
+		return names.Fit("admiralty-cluster-"+r.Name, names.MaxSubdomain)
+	}
+	return names.Fit("admiralty-namespace-"+r.Namespace+"-"+r.Name, names.MaxSubdomain)
+}
+
+// Target is a live connection to one target cluster. It is immutable: a
+// change of its Target object replaces it with a new one.
+type Target struct {
+	Ref Ref
+	// Self: the target is this very cluster.
+	Self bool
+	// Scope is the namespace the source may act in, in the target: the
+	// Target's namespace, or empty (all namespaces) for a ClusterTarget.
+	Scope string
+
+	Config   *rest.Config
+	Client   kubernetes.Interface
+	MCClient versioned.Interface
+	// Chaperons informs on the PodChaperons that this source created in the
+	// target (label LabelParentClusterName), within Scope.
+	Chaperons mcinformers.SharedInformerFactory
+	// Summaries informs on the target's ClusterSummary.
+	Summaries mcinformers.SharedInformerFactory
+
+	fingerprint string
+	ctx         context.Context
+	cancel      context.CancelFunc
+}
+
+// Context is done when the target is removed or replaced.
+func (t *Target) Context() context.Context { return t.ctx }
+
+// Summary returns the target's ClusterSummary, if known. A cluster has one.
+func (t *Target) Summary() *v1alpha1.ClusterSummary {
+	list, err := t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Lister().List(labels.Everything())
+	if err != nil || len(list) == 0 {
+		return nil
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	return list[0]
+}
+
+// StartInformers starts the informers that consumers registered with the
+// target's factories; call it after registering.
+func (t *Target) StartInformers() {
+	t.Chaperons.Start(t.ctx.Done())
+	t.Summaries.Start(t.ctx.Done())
+}
+
+// Handler is told of targets as they come and go. A changed target is
+// removed, then added anew. Calls are serialized.
+type Handler interface {
+	TargetAdded(t *Target)
+	TargetRemoved(t *Target)
+}
+
+// Options of a Registry.
+type Options struct {
+	// SourceClusterName is this cluster's name; it selects this source's
+	// PodChaperons in targets.
+	SourceClusterName string
+	// LocalConfig connects to this cluster, used by self targets.
+	LocalConfig *rest.Config
+	// QPS and Burst are the client limits of each target connection.
+	QPS   float32
+	Burst int
+	// UserAgent of the target clients.
+	UserAgent string
+	// WriteStatus makes the registry check each target's health and report
+	// it in the Target's status (Ready condition) and Events. Only one
+	// process per cluster should: the delegator's leader.
+	WriteStatus bool
+	Recorder    record.EventRecorder
+	// HealthInterval is how often a connected target is checked again
+	// (WriteStatus only).
+	HealthInterval time.Duration
+}
+
+// Registry is the live set of targets.
+type Registry struct {
+	opts       Options
+	localKube  kubernetes.Interface
+	localMC    versioned.Interface
+	targets    mclisters.TargetLister
+	clusters   mclisters.ClusterTargetLister
+	controller *controller.Controller
+
+	mu       sync.Mutex
+	live     map[Ref]*Target
+	handlers []Handler
+}
+
+// NewRegistry returns a registry fed by the given local informer factory
+// (which the caller starts).
+func NewRegistry(opts Options, localKube kubernetes.Interface, localMC versioned.Interface, factory mcinformers.SharedInformerFactory) *Registry {
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = 30 * time.Second
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "admiralty"
+	}
+	r := &Registry{
+		opts:      opts,
+		localKube: localKube,
+		localMC:   localMC,
+		live:      map[Ref]*Target{},
+	}
+	r.controller = controller.New("targets", 2, r.reconcile)
+	ti := factory.Multicluster().V1alpha1().Targets()
+	ci := factory.Multicluster().V1alpha1().ClusterTargets()
+	r.targets, r.clusters = ti.Lister(), ci.Lister()
+	// A ClusterTarget's key has no namespace and a Target's has one, so one
+	// queue serves both.
+	_, _ = ti.Informer().AddEventHandler(r.controller.Handler())
+	_, _ = ci.Informer().AddEventHandler(r.controller.Handler())
+	r.controller.WaitFor(ti.Informer().HasSynced, ci.Informer().HasSynced)
+	return r
+}
+
+// Name of the registry's control loop.
+func (r *Registry) Name() string { return r.controller.Name() }
+
+// Start runs the registry until ctx is done, then closes every connection.
+func (r *Registry) Start(ctx context.Context) error {
+	err := r.controller.Start(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ref, t := range r.live {
+		r.removeLocked(ref, t)
+	}
+	return err
+}
+
+// Subscribe adds a handler and tells it of the targets already live.
+func (r *Registry) Subscribe(h Handler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handlers = append(r.handlers, h)
+	for _, t := range r.sortedLocked() {
+		h.TargetAdded(t)
+	}
+}
+
+// Get returns the live target of ref, or nil.
+func (r *Registry) Get(ref Ref) *Target {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.live[ref]
+}
+
+// List returns the live targets, sorted by Ref.
+func (r *Registry) List() []*Target {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sortedLocked()
+}
+
+func (r *Registry) sortedLocked() []*Target {
+	out := make([]*Target, 0, len(r.live))
+	for _, t := range r.live {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref.String() < out[j].Ref.String() })
+	return out
+}
+
+func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return controller.Result{}, nil
+	}
+	ref := Ref{Namespace: ns, Name: name}
+	obj, spec, err := r.lookup(ref)
+	if apierrors.IsNotFound(err) {
+		r.remove(ref)
+		return controller.Result{}, nil
+	}
+	if err != nil {
+		return controller.Result{}, err
+	}
+
+	cfg, fingerprint, reason, cfgErr := r.connectionConfig(ctx, ref, spec)
+	if cfgErr != nil {
+		// Bad input: no connection, a clear condition; the Target (or its
+		// Secret, through the periodic recheck) must change to fix it.
+		r.remove(ref)
+		r.report(ctx, obj, metav1.ConditionFalse, reason, cfgErr.Error())
+		return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
+	}
+	t := r.connect(ctx, ref, spec, cfg, fingerprint)
+	if !r.opts.WriteStatus {
+		return controller.Result{}, nil
+	}
+	if err := Check(ctx, t); err != nil {
+		r.report(ctx, obj, metav1.ConditionFalse, ReasonUnreachable, err.Error())
+	} else {
+		r.report(ctx, obj, metav1.ConditionTrue, ReasonConnected, "the target answers and authorizes this source")
+	}
+	return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
+}
+
+// Reasons of the Ready condition of Targets and ClusterTargets.
+const (
+	ReasonConnected         = "Connected"
+	ReasonUnreachable       = "Unreachable"
+	ReasonInvalidSpec       = "InvalidSpec"
+	ReasonSecretNotFound    = "SecretNotFound"
+	ReasonInvalidKubeconfig = "InvalidKubeconfig"
+)
+
+// targetSpec is what Targets and ClusterTargets have in common.
+type targetSpec struct {
+	self            bool
+	secretNamespace string
+	secretName      string
+	secretKey       string
+}
+
+func (r *Registry) lookup(ref Ref) (metav1.Object, targetSpec, error) {
+	if ref.IsCluster() {
+		ct, err := r.clusters.Get(ref.Name)
+		if err != nil {
+			return nil, targetSpec{}, err
+		}
+		s := targetSpec{self: ct.Spec.Self}
+		if ks := ct.Spec.KubeconfigSecret; ks != nil {
+			s.secretNamespace, s.secretName, s.secretKey = ks.Namespace, ks.Name, ks.Key
+		}
+		return ct, s, nil
+	}
+	t, err := r.targets.Targets(ref.Namespace).Get(ref.Name)
+	if err != nil {
+		return nil, targetSpec{}, err
+	}
+	s := targetSpec{self: t.Spec.Self, secretNamespace: t.Namespace}
+	if ks := t.Spec.KubeconfigSecret; ks != nil {
+		s.secretName, s.secretKey = ks.Name, ks.Key
+	}
+	return t, s, nil
+}
+
+// connectionConfig resolves the spec to a client configuration, and a
+// fingerprint that changes when the connection must be made anew.
+func (r *Registry) connectionConfig(ctx context.Context, ref Ref, spec targetSpec) (*rest.Config, string, string, error) {
+	switch {
+	case spec.self && spec.secretName != "":
+		return nil, "", ReasonInvalidSpec, fmt.Errorf("spec.self and spec.kubeconfigSecret are mutually exclusive")
+	case spec.self:
+		return rest.CopyConfig(r.opts.LocalConfig), "self", "", nil
+	case spec.secretName == "":
+		return nil, "", ReasonInvalidSpec, fmt.Errorf("either spec.self or spec.kubeconfigSecret must be set")
+	}
+	key := spec.secretKey
+	if key == "" {
+		key = v1alpha1.DefaultKubeconfigSecretKey
+	}
+	secret, err := r.localKube.CoreV1().Secrets(spec.secretNamespace).Get(ctx, spec.secretName, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, "", ReasonSecretNotFound, fmt.Errorf("kubeconfig Secret %s/%s not found", spec.secretNamespace, spec.secretName)
+		}
+		return nil, "", ReasonSecretNotFound, fmt.Errorf("kubeconfig Secret %s/%s: %w", spec.secretNamespace, spec.secretName, err)
+	}
+	data, ok := secret.Data[key]
+	if !ok || len(data) == 0 {
+		return nil, "", ReasonInvalidKubeconfig, fmt.Errorf("kubeconfig Secret %s/%s has no key %q", spec.secretNamespace, spec.secretName, key)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return nil, "", ReasonInvalidKubeconfig, fmt.Errorf("kubeconfig Secret %s/%s, key %q: %w", spec.secretNamespace, spec.secretName, key, err)
+	}
+	sum := sha256.Sum256(data)
+	return cfg, "secret:" + hex.EncodeToString(sum[:]), "", nil
+}
+
+// connect returns the live target of ref, replacing it if its connection
+// changed.
+func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *rest.Config, fingerprint string) *Target {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.live[ref]; ok {
+		if t.fingerprint == fingerprint {
+			return t
+		}
+		r.removeLocked(ref, t)
+	}
+	cfg.QPS, cfg.Burst, cfg.UserAgent = r.opts.QPS, r.opts.Burst, r.opts.UserAgent
+	// Bound every request, so that an unreachable target never blocks a
+	// caller for long.
+	cfg.Timeout = 15 * time.Second
+	t := &Target{Ref: ref, Self: spec.self, Scope: ref.Namespace, Config: cfg, fingerprint: fingerprint}
+	t.Client = kubernetes.NewForConfigOrDie(cfg)
+	t.MCClient = versioned.NewForConfigOrDie(cfg)
+	// Watches must outlive the request timeout.
+	watchCfg := rest.CopyConfig(cfg)
+	watchCfg.Timeout = 0
+	watchMC := versioned.NewForConfigOrDie(watchCfg)
+	t.Chaperons = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0,
+		mcinformers.WithNamespace(t.Scope),
+		mcinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = v1alpha1.LabelParentClusterName + "=" + r.opts.SourceClusterName
+		}))
+	t.Summaries = mcinformers.NewSharedInformerFactory(watchMC, 0)
+	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.live[ref] = t
+	klog.FromContext(ctx).Info("Target connected", "target", ref.String(), "self", spec.self, "host", cfg.Host)
+	for _, h := range r.handlers {
+		h.TargetAdded(t)
+	}
+	t.StartInformers()
+	return t
+}
+
+func (r *Registry) remove(ref Ref) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.live[ref]; ok {
+		r.removeLocked(ref, t)
+	}
+}
+
+func (r *Registry) removeLocked(ref Ref, t *Target) {
+	delete(r.live, ref)
+	for _, h := range r.handlers {
+		h.TargetRemoved(t)
+	}
+	t.cancel()
+	t.Chaperons.Shutdown()
+	t.Summaries.Shutdown()
+}
+
+// Check asks the target whether it answers and authorizes this source, the
+// way the source will use it: listing its PodChaperons in scope (which also
+// proves the CRDs are installed there).
+func Check(ctx context.Context, t *Target) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := t.MCClient.MulticlusterV1alpha1().PodChaperons(t.Scope).List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return describe(err)
+	}
+	return nil
+}
+
+// describe turns an API error into a sentence that says what to fix.
+func describe(err error) error {
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("unauthorized: the kubeconfig's credentials are rejected by the target (expired or revoked token?): %w", err)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("forbidden: the source's identity lacks a Source/ClusterSource (or RoleBinding to multicluster-scheduler-source) in the target: %w", err)
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		return fmt.Errorf("the target does not serve multicluster.admiralty.io/v1alpha1 (is the project installed there?): %w", err)
+	case strings.Contains(err.Error(), "x509"):
+		return fmt.Errorf("TLS: the target's certificate does not match the kubeconfig's CA or server name: %w", err)
+	}
+	return err
+}
+
+// report sets the Ready condition of the Target or ClusterTarget, and emits
+// an Event when it changes.
+func (r *Registry) report(ctx context.Context, obj metav1.Object, status metav1.ConditionStatus, reason, message string) {
+	if !r.opts.WriteStatus {
+		return
+	}
+	logger := klog.FromContext(ctx)
+	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: message}
+	var err error
+	changed := false
+	switch o := obj.(type) {
+	case *v1alpha1.Target:
+		o = o.DeepCopy()
+		cond.ObservedGeneration = o.Generation
+		changed = meta.SetStatusCondition(&o.Status.Conditions, cond)
+		o.Status.VirtualNodeName = Ref{Namespace: o.Namespace, Name: o.Name}.VirtualNodeName()
+		if changed {
+			_, err = r.localMC.MulticlusterV1alpha1().Targets(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+			r.event(o, status, reason, message)
+		}
+	case *v1alpha1.ClusterTarget:
+		o = o.DeepCopy()
+		cond.ObservedGeneration = o.Generation
+		changed = meta.SetStatusCondition(&o.Status.Conditions, cond)
+		o.Status.VirtualNodeName = Ref{Name: o.Name}.VirtualNodeName()
+		if changed {
+			_, err = r.localMC.MulticlusterV1alpha1().ClusterTargets().UpdateStatus(ctx, o, metav1.UpdateOptions{})
+			r.event(o, status, reason, message)
+		}
+	}
+	if changed {
+		logger.Info("Target status", "target", klog.KObj(obj), "ready", status, "reason", reason, "message", message)
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		logger.Error(err, "Cannot update target status", "target", klog.KObj(obj))
+	}
+}
+
+func (r *Registry) event(obj interface{ GetName() string }, status metav1.ConditionStatus, reason, message string) {
+	if r.opts.Recorder == nil {
+		return
+	}
+	o, ok := obj.(runtime.Object)
+	if !ok {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if status != metav1.ConditionTrue {
+		eventType = corev1.EventTypeWarning
+	}
+	r.opts.Recorder.Event(o, eventType, reason, message)
+}
