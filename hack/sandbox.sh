@@ -88,6 +88,15 @@ wait_for() { # description, timeout seconds, command...
 	done
 }
 
+# scheduler_config writes cluster i's KubeSchedulerConfiguration: the
+# shipped one with this cluster's name, and prints its path.
+scheduler_config() {
+	local i=$1 f
+	f=$(cluster_dir "$i")/scheduler-config.yaml
+	sed "s|^\( *clusterName:\).*|\1 cluster$i|" "$ROOT/config/scheduler-config.yaml" >"$f"
+	echo "$f"
+}
+
 cluster_exists() { [[ -f $KWOK_WORKDIR/clusters/$(kwok_name "$1")/kwok.yaml ]]; }
 
 ensure_cluster() {
@@ -124,7 +133,7 @@ EOF
 			--kube-apiserver-binary "$BIN/kube-apiserver" \
 			--kube-controller-manager-binary "$BIN/kube-controller-manager" \
 			--kube-scheduler-binary "$BIN/kube-scheduler-admiralty" \
-			--kube-scheduler-config "$ROOT/config/scheduler-config.yaml" \
+			--kube-scheduler-config "$(scheduler_config "$i")" \
 			--etcd-binary "$BIN/etcd" \
 			--kwok-controller-binary "$BIN/kwok" \
 			--extra-args kwok-controller=manage-all-nodes=false \
@@ -154,7 +163,7 @@ refresh_scheduler() {
 	log "cluster$i: scheduler binary or configuration changed, restarting the scheduler"
 	# The same rewrite kwokctl does: the scheduler's own kubeconfig.
 	sed "s|^clientConnection:\$|clientConnection:\n  kubeconfig: $wd/kubeconfig.yaml|" \
-		"$ROOT/config/scheduler-config.yaml" >"$wd/scheduler.yaml"
+		"$(scheduler_config "$i")" >"$wd/scheduler.yaml"
 	local -a args
 	if alive "$pidfile"; then
 		mapfile -d '' -t args <"/proc/$(cat "$pidfile")/cmdline"

@@ -1,47 +1,614 @@
 // Package proxy is the scheduler plugin of the admiralty-proxy profile: it
 // places proxy pods on the virtual nodes that stand for target clusters.
+//
+// The scheduling cycle never waits on a remote cluster:
+//   - PreFilter reads the original pod saved on the proxy;
+//   - Filter simulates the original pod, with the upstream filter plugins,
+//     against the target's nodes as its ClusterSummary describes them (held
+//     in memory by an informer), minus what this source has in flight there;
+//   - Score prefers targets by the configured policy;
+//   - Reserve books the pod's requests against the chosen target, in memory;
+//   - Permit sends ONE PodChaperon to the target, off the scheduling cycle,
+//     and makes the binding cycle wait until the target's own scheduler
+//     (profile admiralty-candidate) has placed the candidate, or refused it;
+//   - a refusal or a timeout unreserves: the chaperon is deleted and the
+//     target is avoided by this pod for a while; the pod is retried.
 package proxy
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
+	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
+	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/plugins/simulator"
+	"admiralty.io/multicluster-scheduler/targets"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration profiles.
 const Name = "AdmiraltyProxy"
 
-// ErrReasonNotVirtual is the reason given for a node that stands for no
-// target cluster.
-const ErrReasonNotVirtual = "node is not an Admiralty virtual node"
+// Reasons the plugin gives.
+const (
+	ErrReasonNotVirtual      = "node is not an Admiralty virtual node"
+	ErrReasonNotProxy        = "pod is not a proxy pod (no " + v1alpha1.AnnotationSourcePodManifest + " annotation)"
+	ErrReasonNoTarget        = "no connected target behind this virtual node"
+	ErrReasonNoSummary       = "the target has not published its ClusterSummary yet"
+	ErrReasonPinned          = "pinned elsewhere by " + v1alpha1.AnnotationClusterName
+	ErrReasonRecentlyRefused = "the target refused this pod recently"
+)
+
+// Scoring policies.
+const (
+	// PolicyLeastAllocated prefers the target with the most free capacity
+	// left (spreads load over clusters). The default.
+	PolicyLeastAllocated = "LeastAllocated"
+	// PolicyMostAllocated prefers the fullest target that fits (packs).
+	PolicyMostAllocated = "MostAllocated"
+)
+
+// Args configure the plugin (pluginConfig of the admiralty-proxy profile).
+type Args struct {
+	// ClusterName is this (source) cluster's name, as the delegator's
+	// --cluster-name: it labels the PodChaperons this source creates.
+	ClusterName string `json:"clusterName"`
+	// CandidateTimeout bounds how long a proxy waits for its target to
+	// place the candidate. Default 30s.
+	CandidateTimeout metav1.Duration `json:"candidateTimeout"`
+	// RefusedTargetTTL is how long a target that refused a pod is avoided
+	// by that pod. Default 1m.
+	RefusedTargetTTL metav1.Duration `json:"refusedTargetTTL"`
+	// ScoringPolicy is LeastAllocated (default) or MostAllocated.
+	ScoringPolicy string `json:"scoringPolicy"`
+	// TargetWeights multiply the score of targets, by Target name (default 1).
+	TargetWeights map[string]int64 `json:"targetWeights"`
+	// KubeAPIQPS and KubeAPIBurst limit each target client.
+	KubeAPIQPS   float32 `json:"kubeAPIQPS"`
+	KubeAPIBurst int     `json:"kubeAPIBurst"`
+}
+
+func (a *Args) setDefaults() {
+	if a.CandidateTimeout.Duration == 0 {
+		a.CandidateTimeout.Duration = 30 * time.Second
+	}
+	if a.RefusedTargetTTL.Duration == 0 {
+		a.RefusedTargetTTL.Duration = time.Minute
+	}
+	if a.ScoringPolicy == "" {
+		a.ScoringPolicy = PolicyLeastAllocated
+	}
+	if a.KubeAPIQPS == 0 {
+		a.KubeAPIQPS = 500
+	}
+	if a.KubeAPIBurst == 0 {
+		a.KubeAPIBurst = 1000
+	}
+}
+
+func (a *Args) validate() error {
+	if a.ClusterName == "" {
+		return fmt.Errorf("%s args: clusterName is required", Name)
+	}
+	if a.ScoringPolicy != PolicyLeastAllocated && a.ScoringPolicy != PolicyMostAllocated {
+		return fmt.Errorf("%s args: scoringPolicy must be %s or %s, not %q", Name, PolicyLeastAllocated, PolicyMostAllocated, a.ScoringPolicy)
+	}
+	for name, w := range a.TargetWeights {
+		if w < 0 || w > 100 {
+			return fmt.Errorf("%s args: targetWeights[%s] must be between 0 and 100", Name, name)
+		}
+	}
+	return nil
+}
 
 // Plugin places proxy pods.
-type Plugin struct{}
+type Plugin struct {
+	handle   fwk.Handle
+	args     Args
+	sim      *simulator.Simulator
+	registry *targets.Registry
 
-var _ fwk.FilterPlugin = &Plugin{}
+	mu       sync.Mutex
+	byNode   map[string]*targets.Target
+	inflight map[types.UID]*reservation
+	refused  map[types.UID]map[targets.Ref]refusal
+}
+
+// reservation is a proxy this source sent (or is sending) to a target.
+type reservation struct {
+	target   *targets.Target
+	proxy    *v1.Pod
+	requests v1.ResourceList
+	chaperon string
+	// nodeName is the target node, once the candidate is placed.
+	nodeName string
+	// outcome: "" while waiting, else allowed or the refusal message.
+	decided bool
+	allowed bool
+	message string
+}
+
+type refusal struct {
+	until   time.Time
+	message string
+}
+
+var (
+	_ fwk.PreFilterPlugin   = &Plugin{}
+	_ fwk.FilterPlugin      = &Plugin{}
+	_ fwk.ScorePlugin       = &Plugin{}
+	_ fwk.ReservePlugin     = &Plugin{}
+	_ fwk.PermitPlugin      = &Plugin{}
+	_ fwk.PostBindPlugin    = &Plugin{}
+	_ fwk.EnqueueExtensions = &Plugin{}
+)
 
 // New is the plugin factory registered with the scheduler command.
-func New(_ context.Context, _ runtime.Object, _ fwk.Handle) (fwk.Plugin, error) {
-	return &Plugin{}, nil
+func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	args := Args{}
+	if obj != nil {
+		if err := frameworkruntime.DecodeInto(obj, &args); err != nil {
+			return nil, fmt.Errorf("%s args: %w", Name, err)
+		}
+	}
+	args.setDefaults()
+	if err := args.validate(); err != nil {
+		return nil, err
+	}
+	sim, err := simulator.New(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plugin{
+		handle:   h,
+		args:     args,
+		sim:      sim,
+		byNode:   map[string]*targets.Target{},
+		inflight: map[types.UID]*reservation{},
+		refused:  map[types.UID]map[targets.Ref]refusal{},
+	}
+	cfg := h.KubeConfig()
+	mc, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	factory := mcinformers.NewSharedInformerFactory(mc, 0)
+	p.registry = targets.NewRegistry(targets.Options{
+		SourceClusterName: args.ClusterName,
+		LocalConfig:       cfg,
+		QPS:               args.KubeAPIQPS,
+		Burst:             args.KubeAPIBurst,
+		UserAgent:         "kube-scheduler-admiralty/" + args.ClusterName,
+	}, h.ClientSet(), mc, factory)
+	p.registry.Subscribe(p)
+	factory.Start(ctx.Done())
+	go func() {
+		if err := p.registry.Start(ctx); err != nil && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "Target registry stopped")
+		}
+	}()
+	return p, nil
 }
 
 // Name returns the plugin name.
 func (*Plugin) Name() string { return Name }
 
-// Filter keeps only virtual nodes: a proxy pod runs nothing itself, its
-// delegate runs in the cluster that the virtual node stands for.
-func (*Plugin) Filter(_ context.Context, _ fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
-	if !IsVirtualNode(nodeInfo.Node()) {
+// TargetAdded implements targets.Handler: the target's chaperons decide the
+// waiting proxies.
+func (p *Plugin) TargetAdded(t *targets.Target) {
+	p.mu.Lock()
+	p.byNode[t.Ref.VirtualNodeName()] = t
+	p.mu.Unlock()
+	_, _ = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().AddEventHandler(handlerFuncs{
+		onChange: func(c *v1alpha1.PodChaperon) { p.chaperonChanged(t, c) },
+	})
+	// The summary is read in Filter; make sure its informer exists.
+	t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Informer()
+}
+
+// TargetRemoved implements targets.Handler.
+func (p *Plugin) TargetRemoved(t *targets.Target) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byNode[t.Ref.VirtualNodeName()] == t {
+		delete(p.byNode, t.Ref.VirtualNodeName())
+	}
+}
+
+// EventsToRegister: a proxy that fits nowhere is retried when a virtual
+// node changes (its status follows its target's summary) or appears.
+func (p *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}},
+	}, nil
+}
+
+const stateKey fwk.StateKey = Name
+
+// cycleState carries the original pod and the per-node scores of one
+// scheduling cycle.
+type cycleState struct {
+	source *v1.Pod
+	mu     sync.Mutex
+	scores map[string]int64
+}
+
+func (s *cycleState) Clone() fwk.StateData { return s }
+
+// PreFilter reads the original pod from the proxy.
+func (p *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	source, err := SourcePod(pod)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
+	}
+	state.Write(stateKey, &cycleState{source: source, scores: map[string]int64{}})
+	return nil, nil
+}
+
+// PreFilterExtensions is not needed: Filter does not depend on other pods
+// of the source.
+func (p *Plugin) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+// Filter simulates the original pod in the target of the virtual node.
+func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	node := nodeInfo.Node()
+	if !IsVirtualNode(node) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNotVirtual)
 	}
+	s, err := readState(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	p.mu.Lock()
+	t := p.byNode[node.Name]
+	p.mu.Unlock()
+	if t == nil {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoTarget)
+	}
+	if pin := s.source.Annotations[v1alpha1.AnnotationClusterName]; pin != "" && pin != t.Ref.Name {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("%s=%s", ErrReasonPinned, pin))
+	}
+	if msg, ok := p.recentlyRefused(pod.UID, t.Ref); ok {
+		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s: %s", t.Ref.Name, ErrReasonRecentlyRefused, msg))
+	}
+	summary := t.Summary()
+	if summary == nil {
+		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s", t.Ref.Name, ErrReasonNoSummary))
+	}
+	placed, unplaced := p.reservations(t, pod.UID)
+	nodes := simulator.NodeInfos(summary, placed)
+	res := p.sim.Simulate(ctx, s.source, nodes)
+	if len(res.Fits) == 0 {
+		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s", t.Ref.Name, shortReason(res.Reason)))
+	}
+	free := simulator.Free(res.Fits)
+	requests := podRequests(s.source)
+	for _, r := range unplaced {
+		subtract(free, r)
+	}
+	for name, q := range requests {
+		if f, ok := free[name]; ok && f.Cmp(q) < 0 {
+			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: pods in flight to this target leave too little %s", t.Ref.Name, name))
+		}
+	}
+	score := p.score(t, summary, free, requests)
+	s.mu.Lock()
+	s.scores[node.Name] = score
+	s.mu.Unlock()
+	klog.FromContext(ctx).V(4).Info("Simulated", "pod", klog.KObj(pod), "target", t.Ref.String(), "fits", len(res.Fits), "score", score)
 	return nil
+}
+
+// shortReason turns the scheduler's sentence into the per-target form
+// "0/3 nodes: 3 Insufficient cpu".
+func shortReason(reason string) string {
+	reason = strings.Replace(reason, " nodes are available:", " nodes:", 1)
+	return strings.TrimSuffix(reason, ".")
+}
+
+// score rates the target from 0 to 100 by the configured policy: the share
+// of the target's allocatable CPU and memory left after the pod.
+func (p *Plugin) score(t *targets.Target, summary *v1alpha1.ClusterSummary, free, requests v1.ResourceList) int64 {
+	var total, n float64
+	for _, name := range []v1.ResourceName{v1.ResourceCPU, v1.ResourceMemory} {
+		alloc, ok := summary.Allocatable[name]
+		if !ok || alloc.IsZero() {
+			continue
+		}
+		f := free[name]
+		f.Sub(requests[name])
+		ratio := float64(f.MilliValue()) / float64(alloc.MilliValue())
+		if ratio < 0 {
+			ratio = 0
+		}
+		total += ratio
+		n++
+	}
+	share := 0.5
+	if n > 0 {
+		share = total / n
+	}
+	if p.args.ScoringPolicy == PolicyMostAllocated {
+		share = 1 - share
+	}
+	score := int64(share * float64(fwk.MaxNodeScore))
+	if w, ok := p.args.TargetWeights[t.Ref.Name]; ok {
+		score = score * w / 100
+	}
+	return score
+}
+
+// Score returns the score that Filter computed for the virtual node.
+func (p *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
+	s, err := readState(state)
+	if err != nil {
+		return 0, fwk.AsStatus(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scores[nodeInfo.Node().Name], nil
+}
+
+// ScoreExtensions: scores are already in [0, MaxNodeScore].
+func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return nil }
+
+// Reserve books the pod's requests in the target, in memory, so that the
+// next pods see them before the target's summary does.
+func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	s, err := readState(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.byNode[nodeName]
+	if t == nil {
+		return fwk.NewStatus(fwk.Unschedulable, ErrReasonNoTarget)
+	}
+	p.inflight[pod.UID] = &reservation{
+		target:   t,
+		proxy:    pod,
+		requests: podRequests(s.source),
+		chaperon: ChaperonName(pod, p.args.ClusterName),
+	}
+	return nil
+}
+
+// Unreserve forgets the reservation and deletes the chaperon, if sent.
+func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	p.mu.Lock()
+	r := p.inflight[pod.UID]
+	delete(p.inflight, pod.UID)
+	if r != nil && !r.decided {
+		// A timeout: the target did not answer in time.
+		p.refuseLocked(pod.UID, r.target.Ref, "no answer within "+p.args.CandidateTimeout.Duration.String())
+	}
+	p.mu.Unlock()
+	if r == nil {
+		return
+	}
+	logger := klog.FromContext(ctx)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Delete(ctx, r.chaperon, metav1.DeleteOptions{
+			Preconditions: nil,
+		})
+		if err != nil && !isNotFound(err) {
+			// The delegator's cleanup removes chaperons whose proxy is not
+			// bound to their target.
+			logger.Error(err, "Cannot delete the chaperon of an unreserved proxy", "pod", klog.KObj(pod), "target", r.target.Ref.String())
+		}
+	}()
+}
+
+// Permit sends the chaperon, off the scheduling cycle, and makes the
+// binding cycle wait for the target's verdict.
+func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) (*fwk.Status, time.Duration) {
+	s, err := readState(state)
+	if err != nil {
+		return fwk.AsStatus(err), 0
+	}
+	p.mu.Lock()
+	r := p.inflight[pod.UID]
+	p.mu.Unlock()
+	if r == nil {
+		return fwk.NewStatus(fwk.Unschedulable, "no reservation"), 0
+	}
+	chaperon, err := MakeChaperon(s.source, pod, p.args.ClusterName)
+	if err != nil {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error()), 0
+	}
+	logger := klog.FromContext(ctx)
+	go p.send(klog.NewContext(context.WithoutCancel(ctx), logger), r, chaperon)
+	return fwk.NewStatus(fwk.Wait), p.args.CandidateTimeout.Duration
+}
+
+// send creates the chaperon in the target and, on failure, rejects the pod.
+func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.PodChaperon) {
+	ctx, cancel := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
+	defer cancel()
+	client := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(chaperon.Namespace)
+	created, err := client.Create(ctx, chaperon, metav1.CreateOptions{})
+	if isAlreadyExists(err) {
+		// Sent before (a restart, a retry): it is ours only if it names this
+		// very proxy.
+		created, err = client.Get(ctx, chaperon.Name, metav1.GetOptions{})
+		if err == nil && created.Labels[v1alpha1.LabelParentUID] != string(r.proxy.UID) {
+			err = fmt.Errorf("PodChaperon %s/%s exists in %s and belongs to another pod", chaperon.Namespace, chaperon.Name, r.target.Ref.Name)
+		}
+	}
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Cannot send the chaperon", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
+		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the PodChaperon: %v", r.target.Ref.Name, err))
+		return
+	}
+	p.chaperonChanged(r.target, created)
+}
+
+// chaperonChanged decides a waiting proxy from its chaperon's status, as
+// the target's delegator mirrors the candidate's.
+func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
+	uid := types.UID(c.Labels[v1alpha1.LabelParentUID])
+	p.mu.Lock()
+	r := p.inflight[uid]
+	if r == nil || r.target != t || r.chaperon != c.Name {
+		p.mu.Unlock()
+		return
+	}
+	if c.Spec.NodeName != "" && r.nodeName == "" {
+		r.nodeName = c.Spec.NodeName
+	}
+	p.mu.Unlock()
+	for _, cond := range c.Status.Conditions {
+		if cond.Type != v1.PodScheduled {
+			continue
+		}
+		switch {
+		case cond.Status == v1.ConditionTrue:
+			p.decide(uid, true, "")
+		case cond.Reason == v1.PodReasonUnschedulable:
+			p.decide(uid, false, fmt.Sprintf("%s refused the candidate: %s", t.Ref.Name, cond.Message))
+		}
+	}
+}
+
+// decide allows or rejects the waiting proxy. The pod is registered as
+// waiting once Permit returned; an answer faster than that is retried.
+func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
+	p.mu.Lock()
+	r := p.inflight[uid]
+	if r == nil || r.decided {
+		p.mu.Unlock()
+		return
+	}
+	r.decided, r.allowed, r.message = true, allowed, message
+	if !allowed {
+		p.refuseLocked(uid, r.target.Ref, message)
+	}
+	p.mu.Unlock()
+	p.deliver(uid, allowed, message, 0)
+}
+
+func (p *Plugin) deliver(uid types.UID, allowed bool, message string, attempt int) {
+	wp := p.handle.GetWaitingPod(uid)
+	if wp == nil {
+		if attempt < 100 {
+			time.AfterFunc(20*time.Millisecond, func() { p.deliver(uid, allowed, message, attempt+1) })
+		}
+		return
+	}
+	if allowed {
+		wp.Allow(Name)
+	} else {
+		wp.Reject(Name, message)
+	}
+}
+
+// PostBind keeps the reservation briefly: the target's summary counts the
+// delegate within its update interval (1s by default).
+func (p *Plugin) PostBind(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	time.AfterFunc(3*time.Second, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if r := p.inflight[pod.UID]; r != nil && r.decided {
+			delete(p.inflight, pod.UID)
+		}
+		delete(p.refused, pod.UID)
+	})
+}
+
+func (p *Plugin) reservations(t *targets.Target, except types.UID) (placed []simulator.Reservation, unplaced []v1.ResourceList) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for uid, r := range p.inflight {
+		if r.target != t || uid == except {
+			continue
+		}
+		if r.nodeName != "" {
+			placed = append(placed, simulator.Reservation{NodeName: r.nodeName, Requests: r.requests})
+		} else {
+			unplaced = append(unplaced, r.requests)
+		}
+	}
+	return placed, unplaced
+}
+
+func (p *Plugin) refuseLocked(uid types.UID, ref targets.Ref, message string) {
+	m := p.refused[uid]
+	if m == nil {
+		m = map[targets.Ref]refusal{}
+		p.refused[uid] = m
+	}
+	m[ref] = refusal{until: time.Now().Add(p.args.RefusedTargetTTL.Duration), message: message}
+}
+
+func (p *Plugin) recentlyRefused(uid types.UID, ref targets.Ref) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.refused[uid][ref]
+	if !ok {
+		return "", false
+	}
+	if time.Now().After(r.until) {
+		delete(p.refused[uid], ref)
+		return "", false
+	}
+	return r.message, true
+}
+
+func readState(state fwk.CycleState) (*cycleState, error) {
+	d, err := state.Read(stateKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading cycle state: %w", Name, err)
+	}
+	s, ok := d.(*cycleState)
+	if !ok {
+		return nil, fmt.Errorf("%s: cycle state has type %T", Name, d)
+	}
+	return s, nil
+}
+
+func podRequests(pod *v1.Pod) v1.ResourceList {
+	return resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+}
+
+func subtract(from, l v1.ResourceList) {
+	for name, q := range l {
+		if f, ok := from[name]; ok {
+			f.Sub(q)
+			from[name] = f
+		}
+	}
 }
 
 // IsVirtualNode tells whether node is one of Admiralty's virtual nodes.
 func IsVirtualNode(node *v1.Node) bool {
 	return node != nil && node.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
+}
+
+// SourcePod returns the original pod saved on a proxy.
+func SourcePod(proxy *v1.Pod) (*v1.Pod, error) {
+	data, ok := proxy.Annotations[v1alpha1.AnnotationSourcePodManifest]
+	if !ok {
+		return nil, fmt.Errorf("%s", ErrReasonNotProxy)
+	}
+	source := &v1.Pod{}
+	if err := json.Unmarshal([]byte(data), source); err != nil {
+		return nil, fmt.Errorf("malformed %s annotation: %v", v1alpha1.AnnotationSourcePodManifest, err)
+	}
+	return source, nil
 }
