@@ -7,11 +7,13 @@ import (
 	"k8s.io/component-base/cli"
 
 	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/feedback"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 )
 
 func main() {
 	os.Exit(cli.Run(app.NewCommand(
 		virtualnode.NewController,
+		feedback.NewController,
 	)))
 }

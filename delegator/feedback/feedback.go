@@ -1,0 +1,301 @@
+// Package feedback is the source side of the delegate lifecycle: for each
+// proxy pod it feeds the delegate's status (as the target mirrors it on the
+// PodChaperon) back to the proxy, deletes what lost (chaperons of a proxy
+// in targets other than the one it is bound to, chaperons of deleted
+// proxies), plays the kubelet's part in deleting a proxy (a virtual node has
+// no kubelet to confirm a graceful deletion), and deletes a proxy whose
+// chaperon was deleted by someone else, so that its controller makes a new
+// one. It uses no finalizer: whatever it must clean is found again from the
+// chaperons' labels after a restart, so nothing can be left stuck.
+package feedback
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/targets"
+)
+
+// Event reasons on proxy pods.
+const (
+	ReasonDelegateLost    = "DelegateLost"
+	ReasonChaperonDeleted = "ChaperonDeleted"
+	ReasonFeedbackFailed  = "FeedbackFailed"
+)
+
+// lostGrace is how long a bound proxy's chaperon may be missing before the
+// proxy is deleted: it covers this process's informers lagging behind the
+// scheduler's, which bound the proxy only after seeing the chaperon.
+const lostGrace = 10 * time.Second
+
+const indexByProxy = "proxy"
+
+// Controller feeds back delegates' status and cleans up.
+type Controller struct {
+	clusterName string
+	client      kubernetes.Interface
+	recorder    record.EventRecorder
+	registry    *targets.Registry
+	proxies     corelisters.PodLister
+	factory     informers.SharedInformerFactory
+	controller  *controller.Controller
+
+	mu           sync.Mutex
+	missingSince map[types.UID]time.Time
+}
+
+// NewController is the delegator's factory of the feedback controller.
+func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
+	// Proxies only: a source may run many ordinary pods.
+	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = v1alpha1.LabelIsProxy + "=true"
+		}))
+	pods := factory.Core().V1().Pods()
+	c := &Controller{
+		clusterName:  d.Options.ClusterName,
+		client:       d.Client,
+		recorder:     d.Recorder,
+		registry:     d.Targets,
+		proxies:      pods.Lister(),
+		factory:      factory,
+		missingSince: map[types.UID]time.Time{},
+	}
+	c.controller = controller.New("feedback", 4, c.reconcile)
+	_, _ = pods.Informer().AddEventHandler(c.controller.Handler())
+	c.controller.WaitFor(pods.Informer().HasSynced)
+	d.Targets.Subscribe(c)
+	return c, nil
+}
+
+// Name of the control loop.
+func (c *Controller) Name() string { return c.controller.Name() }
+
+// Start runs until ctx is done.
+func (c *Controller) Start(ctx context.Context) error {
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+	return c.controller.Start(ctx)
+}
+
+// TargetAdded implements targets.Handler: chaperon events map to their
+// proxy's key.
+func (c *Controller) TargetAdded(t *targets.Target) {
+	inf := t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer()
+	// Fails if the informer already runs (another handler started it first);
+	// lookups then scan the namespace instead.
+	_ = inf.AddIndexers(cache.Indexers{indexByProxy: func(obj any) ([]string, error) {
+		ch, ok := obj.(*v1alpha1.PodChaperon)
+		if !ok {
+			return nil, nil
+		}
+		return []string{proxyKey(ch)}, nil
+	}})
+	_, _ = inf.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
+		if ch, ok := obj.(*v1alpha1.PodChaperon); ok {
+			return []string{proxyKey(ch)}
+		}
+		return nil
+	}))
+}
+
+// TargetRemoved implements targets.Handler. Proxies bound to a removed
+// target keep their last status; a new Target for the same cluster picks
+// them up again.
+func (c *Controller) TargetRemoved(*targets.Target) {}
+
+func proxyKey(ch *v1alpha1.PodChaperon) string {
+	return ch.Annotations[v1alpha1.AnnotationParentNamespace] + "/" + ch.Annotations[v1alpha1.AnnotationParentName]
+}
+
+// chaperonsOf lists the chaperons in t that name the proxy key.
+func chaperonsOf(t *targets.Target, key string) []*v1alpha1.PodChaperon {
+	inf := t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer()
+	var out []*v1alpha1.PodChaperon
+	if objs, err := inf.GetIndexer().ByIndex(indexByProxy, key); err == nil {
+		for _, o := range objs {
+			out = append(out, o.(*v1alpha1.PodChaperon))
+		}
+		return out
+	}
+	for _, o := range inf.GetStore().List() {
+		if ch := o.(*v1alpha1.PodChaperon); proxyKey(ch) == key {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+func (c *Controller) reconcile(ctx context.Context, key string) (controller.Result, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return controller.Result{}, nil
+	}
+	pod, err := c.proxies.Pods(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		pod = nil
+	} else if err != nil {
+		return controller.Result{}, err
+	}
+	var bound *targets.Target
+	live := c.registry.List()
+	if pod != nil && pod.Spec.NodeName != "" {
+		for _, t := range live {
+			if t.Ref.VirtualNodeName() == pod.Spec.NodeName {
+				bound = t
+			}
+		}
+	}
+
+	// Delete what lost: chaperons of another incarnation of this name, of
+	// a deleted or deleting proxy, or in a target the proxy is not bound to
+	// (once it is bound: before that, the scheduler is still deciding).
+	var mine *v1alpha1.PodChaperon
+	for _, t := range live {
+		for _, ch := range chaperonsOf(t, key) {
+			keep := pod != nil && pod.DeletionTimestamp == nil &&
+				ch.Labels[v1alpha1.LabelParentUID] == string(pod.UID) &&
+				(pod.Spec.NodeName == "" || t == bound)
+			if keep {
+				if t == bound {
+					mine = ch
+				}
+				continue
+			}
+			if err := c.deleteChaperon(ctx, t, ch); err != nil {
+				return controller.Result{}, err
+			}
+		}
+	}
+	if pod == nil {
+		return controller.Result{}, nil
+	}
+	if pod.DeletionTimestamp != nil {
+		// What a kubelet does once the containers are gone: the delegate's
+		// chaperon is deleted above, the delegate with it (owner reference).
+		return controller.Result{}, c.forceDelete(ctx, pod)
+	}
+	if bound == nil {
+		return controller.Result{}, nil
+	}
+	if mine == nil {
+		return c.lost(ctx, pod, bound)
+	}
+	c.mu.Lock()
+	delete(c.missingSince, pod.UID)
+	c.mu.Unlock()
+	return controller.Result{}, c.feedback(ctx, pod, mine)
+}
+
+func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *v1alpha1.PodChaperon) error {
+	uid := ch.UID
+	err := t.MCClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).Delete(ctx, ch.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &uid},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting chaperon %s/%s in %s: %w", ch.Namespace, ch.Name, t.Ref.Name, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Deleted chaperon", "chaperon", klog.KObj(ch), "target", t.Ref.String())
+	return nil
+}
+
+func (c *Controller) forceDelete(ctx context.Context, pod *corev1.Pod) error {
+	zero := int64(0)
+	uid := pod.UID
+	err := c.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: &zero,
+		Preconditions:      &metav1.Preconditions{UID: &uid},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return err
+	}
+	return nil
+}
+
+// lost handles a bound proxy without a chaperon in its target.
+func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Target) (controller.Result, error) {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		// Finished: the delegate may be cleaned up in the target, the
+		// proxy keeps its final status.
+		return controller.Result{}, nil
+	}
+	c.mu.Lock()
+	since, ok := c.missingSince[pod.UID]
+	if !ok {
+		since = time.Now()
+		c.missingSince[pod.UID] = since
+	}
+	c.mu.Unlock()
+	if wait := lostGrace - time.Since(since); wait > 0 {
+		return controller.Result{RequeueAfter: wait}, nil
+	}
+	msg := fmt.Sprintf("the PodChaperon of this pod in %s was deleted; deleting the proxy so that its controller replaces it", t.Ref.Name)
+	klog.FromContext(ctx).Info("Delegate lost", "pod", klog.KObj(pod), "target", t.Ref.String())
+	c.recorder.Event(pod, corev1.EventTypeWarning, ReasonDelegateLost, msg)
+	c.mu.Lock()
+	delete(c.missingSince, pod.UID)
+	c.mu.Unlock()
+	return controller.Result{}, c.forceDelete(ctx, pod)
+}
+
+// feedback copies the delegate's status, as mirrored on its chaperon, to
+// the proxy.
+func (c *Controller) feedback(ctx context.Context, pod *corev1.Pod, ch *v1alpha1.PodChaperon) error {
+	want := Status(pod, ch)
+	if apiequality.Semantic.DeepEqual(want, pod.Status) {
+		return nil
+	}
+	updated := pod.DeepCopy()
+	updated.Status = want
+	_, err := c.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		// The informer brings the newer proxy; this key comes again.
+		return nil
+	}
+	if err != nil {
+		c.recorder.Eventf(pod, corev1.EventTypeWarning, ReasonFeedbackFailed, "cannot update the proxy's status: %v", err)
+	}
+	return err
+}
+
+// Status is the proxy's status given its delegate's, as mirrored on the
+// chaperon: phase, conditions, container states and IPs come from the
+// delegate; the proxy keeps its QoS class and its own PodScheduled
+// condition (it is scheduled, to its virtual node).
+func Status(pod *corev1.Pod, ch *v1alpha1.PodChaperon) corev1.PodStatus {
+	s := *ch.Status.DeepCopy()
+	s.QOSClass = pod.Status.QOSClass
+	var conditions []corev1.PodCondition
+	for _, cond := range pod.Status.Conditions {
+		if cond.Type == corev1.PodScheduled {
+			conditions = append(conditions, cond)
+		}
+	}
+	for _, cond := range s.Conditions {
+		if cond.Type != corev1.PodScheduled {
+			conditions = append(conditions, cond)
+		}
+	}
+	s.Conditions = conditions
+	if s.Phase == "" {
+		s.Phase = corev1.PodPending
+	}
+	return s
+}
