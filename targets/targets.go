@@ -346,6 +346,9 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 		r.removeLocked(ref, t)
 	}
 	cfg.QPS, cfg.Burst, cfg.UserAgent = r.opts.QPS, r.opts.Burst, r.opts.UserAgent
+	// Custom resources speak JSON only; a self target's configuration may
+	// come from a component that asks for protobuf.
+	cfg.ContentType, cfg.AcceptContentTypes = "", ""
 	// Bound every request, so that an unreachable target never blocks a
 	// caller for long.
 	cfg.Timeout = 15 * time.Second

@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -180,7 +181,10 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		inflight: map[types.UID]*reservation{},
 		refused:  map[types.UID]map[targets.Ref]refusal{},
 	}
-	cfg := h.KubeConfig()
+	// The scheduler's configuration asks for protobuf, which custom
+	// resources do not speak.
+	cfg := rest.CopyConfig(h.KubeConfig())
+	cfg.ContentType, cfg.AcceptContentTypes = "", ""
 	mc, err := versioned.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
