@@ -123,6 +123,10 @@ options:
   etcdPeerPort: $(etcd_peer_port "$i")
   kubeControllerManagerPort: $(kcm_port "$i")
   kwokControllerPort: $(kwok_port "$i")
+  # A node (real or virtual) whose Lease lapses is NotReady after 40 s, as
+  # in a default cluster (kwokctl's own default is 200 s).
+  kubeControllerManagerNodeMonitorPeriodMilliseconds: 5000
+  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 40000
 EOF
 		# --node-lease-duration-seconds: a restarted kwok controller takes over
 		# the fake nodes when their leases expire; keep that short (outage
