@@ -339,8 +339,12 @@ func Build(ref targets.Ref, summary *v1alpha1.ClusterSummary, opts Options) *cor
 		for k, v := range CommonLabels(summary.Nodes) {
 			nodeLabels[k] = v
 		}
-		capacity = summary.Capacity.DeepCopy()
-		allocatable = summary.Allocatable.DeepCopy()
+		if summary.Capacity != nil {
+			capacity = summary.Capacity.DeepCopy()
+		}
+		if summary.Allocatable != nil {
+			allocatable = summary.Allocatable.DeepCopy()
+		}
 	}
 	for _, l := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourcePods} {
 		if _, ok := capacity[l]; !ok {

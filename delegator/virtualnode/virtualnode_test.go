@@ -1,0 +1,90 @@
+package virtualnode
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/targets"
+)
+
+func TestCommonLabels(t *testing.T) {
+	node := func(unschedulable bool, labels map[string]string) v1alpha1.NodeSummary {
+		return v1alpha1.NodeSummary{Name: labels["kubernetes.io/hostname"], Labels: labels, Unschedulable: unschedulable}
+	}
+	cases := []struct {
+		name  string
+		nodes []v1alpha1.NodeSummary
+		want  map[string]string
+	}{
+		{name: "labels all nodes share are kept, others dropped", nodes: []v1alpha1.NodeSummary{
+			node(false, map[string]string{"kubernetes.io/hostname": "a", "topology.kubernetes.io/region": "eu", "topology.kubernetes.io/zone": "eu-1"}),
+			node(false, map[string]string{"kubernetes.io/hostname": "b", "topology.kubernetes.io/region": "eu", "topology.kubernetes.io/zone": "eu-2"}),
+		}, want: map[string]string{"topology.kubernetes.io/region": "eu"}},
+		{name: "an unschedulable node does not veto a label", nodes: []v1alpha1.NodeSummary{
+			node(false, map[string]string{"kubernetes.io/hostname": "a", "gpu": "yes"}),
+			node(true, map[string]string{"kubernetes.io/hostname": "b"}),
+		}, want: map[string]string{"gpu": "yes"}},
+		{name: "the hostname of a one-node cluster is not shared", nodes: []v1alpha1.NodeSummary{
+			node(false, map[string]string{"kubernetes.io/hostname": "a"}),
+		}, want: map[string]string{}},
+		{name: "no node, no label", want: nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CommonLabels(tc.nodes)
+			if len(tc.want) == 0 && len(got) == 0 {
+				return
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("CommonLabels() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBuildKeepsOurLabelsAndSumsResources(t *testing.T) {
+	summary := &v1alpha1.ClusterSummary{
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("12")},
+		Nodes: []v1alpha1.NodeSummary{{Name: "a", Labels: map[string]string{
+			"topology.kubernetes.io/region": "eu",
+			// A target cannot pass for another provider or name.
+			v1alpha1.LabelVirtualKubeletProvider: "other",
+			v1alpha1.LabelTargetName:             "spoofed",
+		}}},
+	}
+	n := Build(targets.Ref{Namespace: "default", Name: "c2"}, summary, Options{KubeletPort: 10250})
+	want := map[string]string{
+		"topology.kubernetes.io/region":      "eu",
+		v1alpha1.LabelVirtualKubeletProvider: v1alpha1.ProviderName,
+		v1alpha1.LabelTargetName:             "c2",
+		"type":                               "virtual-kubelet",
+		"kubernetes.io/role":                 "cluster",
+		"kubernetes.io/hostname":             "admiralty-namespace-default-c2",
+	}
+	if diff := cmp.Diff(want, n.Labels); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	if n.Name != "admiralty-namespace-default-c2" {
+		t.Errorf("name = %q", n.Name)
+	}
+	if cpu := n.Status.Allocatable[corev1.ResourceCPU]; cpu.String() != "12" {
+		t.Errorf("allocatable cpu = %s, want 12", cpu.String())
+	}
+	if n.Status.DaemonEndpoints.KubeletEndpoint.Port != 10250 {
+		t.Errorf("kubelet port = %d, want 10250", n.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	}
+}
+
+func TestBuildWithoutSummaryHasNoCapacity(t *testing.T) {
+	n := Build(targets.Ref{Name: "c3"}, nil, Options{})
+	if n.Name != "admiralty-cluster-c3" {
+		t.Errorf("name = %q, want admiralty-cluster-c3", n.Name)
+	}
+	if cpu := n.Status.Allocatable[corev1.ResourceCPU]; !cpu.IsZero() {
+		t.Errorf("allocatable cpu = %s, want 0", cpu.String())
+	}
+}
