@@ -17,7 +17,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -37,6 +36,7 @@ import (
 	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/plugins/simulator"
+	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
 )
 
@@ -254,7 +254,7 @@ func (s *cycleState) Clone() fwk.StateData { return s }
 
 // PreFilter reads the original pod from the proxy.
 func (p *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	source, err := SourcePod(pod)
+	source, err := proxypod.SourcePod(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
@@ -602,17 +602,4 @@ func subtract(from, l v1.ResourceList) {
 // IsVirtualNode tells whether node is one of Admiralty's virtual nodes.
 func IsVirtualNode(node *v1.Node) bool {
 	return node != nil && node.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
-}
-
-// SourcePod returns the original pod saved on a proxy.
-func SourcePod(proxy *v1.Pod) (*v1.Pod, error) {
-	data, ok := proxy.Annotations[v1alpha1.AnnotationSourcePodManifest]
-	if !ok {
-		return nil, fmt.Errorf("%s", ErrReasonNotProxy)
-	}
-	source := &v1.Pod{}
-	if err := json.Unmarshal([]byte(data), source); err != nil {
-		return nil, fmt.Errorf("malformed %s annotation: %v", v1alpha1.AnnotationSourcePodManifest, err)
-	}
-	return source, nil
 }
