@@ -92,9 +92,9 @@ cache-controller-gen:
 ##@ Build
 
 .PHONY: build
-build: $(BIN)/kube-scheduler-admiralty $(BIN)/admiralty-delegator ## Build the project's binaries into bin/.
+build: $(BIN)/kube-scheduler-admiralty $(BIN)/admiralty-delegator $(BIN)/kubectl-admiralty ## Build the project's binaries into bin/.
 
-$(BIN)/kube-scheduler-admiralty $(BIN)/admiralty-delegator: $(BIN)/%: $(GO_SOURCES) | $(BIN)
+$(BIN)/kube-scheduler-admiralty $(BIN)/admiralty-delegator $(BIN)/kubectl-admiralty: $(BIN)/%: $(GO_SOURCES) | $(BIN)
 	go build -ldflags "$(VERSION_LDFLAGS)" -o $@ ./cmd/$*
 
 .PHONY: generate

@@ -8,6 +8,7 @@ import (
 
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/feedback"
+	"admiralty.io/multicluster-scheduler/delegator/source"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 )
 
@@ -15,5 +16,6 @@ func main() {
 	os.Exit(cli.Run(app.NewCommand(
 		virtualnode.NewController,
 		feedback.NewController,
+		source.NewController,
 	)))
 }
