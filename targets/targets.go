@@ -349,6 +349,8 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	// Custom resources speak JSON only; a self target's configuration may
 	// come from a component that asks for protobuf.
 	cfg.ContentType, cfg.AcceptContentTypes = "", ""
+	cfg.WarningHandlerWithContext = &onceWarnings{target: ref.String()}
+	cfg.WarningHandler = nil
 	// Bound every request, so that an unreachable target never blocks a
 	// caller for long.
 	cfg.Timeout = 15 * time.Second
@@ -472,4 +474,21 @@ func (r *Registry) event(obj interface{ GetName() string }, status metav1.Condit
 		eventType = corev1.EventTypeWarning
 	}
 	r.opts.Recorder.Event(o, eventType, reason, message)
+}
+
+// onceWarnings logs each distinct API warning of a target once: a legacy
+// service-account token, for one, draws the same warning on every request.
+type onceWarnings struct {
+	target string
+	seen   sync.Map
+}
+
+func (w *onceWarnings) HandleWarningHeaderWithContext(ctx context.Context, code int, _ string, text string) {
+	if code != 299 || text == "" {
+		return
+	}
+	if _, loaded := w.seen.LoadOrStore(text, struct{}{}); loaded {
+		return
+	}
+	klog.FromContext(ctx).Info("Warning from target API server (logged once)", "target", w.target, "warning", text)
 }
