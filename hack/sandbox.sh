@@ -275,6 +275,8 @@ ensure_delegator() {
 		--cluster-name "cluster$i" \
 		--namespace admiralty \
 		--health-addr "127.0.0.1:$(health_port "$i")" \
+		--webhook-addr "127.0.0.1:$(webhook_port "$i")" \
+		--webhook-url "https://127.0.0.1:$(webhook_port "$i")/mutate-pods" \
 		--leader-elect-lease-duration 15s \
 		--log-format json -v 2 \
 		>>"$dir/delegator.log" 2>&1 </dev/null &

@@ -10,10 +10,14 @@ import (
 	"admiralty.io/multicluster-scheduler/delegator/feedback"
 	"admiralty.io/multicluster-scheduler/delegator/source"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
+	"admiralty.io/multicluster-scheduler/delegator/webhook"
 )
 
 func main() {
-	os.Exit(cli.Run(app.NewCommand(
+	// Servers run on every replica; controllers on the leader only.
+	servers := []app.ServerFactory{webhook.NewServer}
+	os.Exit(cli.Run(app.NewCommandWithServers(servers,
+		webhook.NewManager,
 		virtualnode.NewController,
 		feedback.NewController,
 		source.NewController,

@@ -71,9 +71,22 @@ type Delegator struct {
 	Targets *targets.Registry
 }
 
+// ServerFactory builds a component that runs on every replica, leader or
+// not, from before leader election until the end of shutdown: a server the
+// API server may call on any replica, such as the admission webhook. The
+// Delegator it gets has no informer factories or targets yet: those belong
+// to a term of leadership.
+type ServerFactory func(ctx context.Context, d *Delegator) (Controller, error)
+
 // NewCommand returns the admiralty-delegator command with the given
 // controllers.
 func NewCommand(factories ...ControllerFactory) *cobra.Command {
+	return NewCommandWithServers(nil, factories...)
+}
+
+// NewCommandWithServers is NewCommand with servers, which run on every
+// replica.
+func NewCommandWithServers(servers []ServerFactory, factories ...ControllerFactory) *cobra.Command {
 	o := NewOptions()
 	cmd := &cobra.Command{
 		Use:   "admiralty-delegator",
@@ -96,7 +109,7 @@ feed their status back to the proxies.`,
 			// The first SIGTERM or SIGINT starts a graceful shutdown, a second
 			// one exits at once.
 			ctx := genericapiserver.SetupSignalContext()
-			return Run(klog.NewContext(ctx, logger), o, factories...)
+			return RunWithServers(klog.NewContext(ctx, logger), o, servers, factories...)
 		},
 	}
 	o.AddFlags(cmd.Flags())
@@ -106,6 +119,12 @@ feed their status back to the proxies.`,
 
 // Run runs the delegator until ctx is done.
 func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error {
+	return RunWithServers(ctx, o, nil, factories...)
+}
+
+// RunWithServers runs the delegator, with servers on this replica whether
+// it leads or not, until ctx is done.
+func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, factories ...ControllerFactory) error {
 	logger := klog.FromContext(ctx)
 	restConfig, err := o.restConfig()
 	if err != nil {
@@ -165,6 +184,24 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 		default:
 		}
 	}
+	// Servers stop last, after the controllers and the lease release: the
+	// API server may call this replica until it is gone.
+	serversCtx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
+	var serversWG sync.WaitGroup
+	for _, f := range servers {
+		srv, err := f(serversCtx, d)
+		if err != nil {
+			return err
+		}
+		serversWG.Go(func() {
+			if err := srv.Start(serversCtx); err != nil && serversCtx.Err() == nil {
+				logger.Error(err, "Server stopped", "server", srv.Name())
+				fail(fmt.Errorf("server %s: %w", srv.Name(), err))
+			}
+		})
+	}
+
 	lead := func(electionCtx context.Context) {
 		ctx, cancel := context.WithCancel(controllersCtx)
 		defer cancel()
@@ -256,6 +293,13 @@ func Run(ctx context.Context, o *Options, factories ...ControllerFactory) error 
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	stopServers()
+	serversDone := make(chan struct{})
+	go func() { serversWG.Wait(); close(serversDone) }()
+	select {
+	case <-serversDone:
+	case <-shutdownCtx.Done():
+	}
 	_ = server.Shutdown(shutdownCtx)
 	return err
 }

@@ -2,7 +2,10 @@ package app
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -41,6 +44,17 @@ type Options struct {
 	// target that stops answering makes its node NotReady after it.
 	VirtualNodeLeaseDuration time.Duration
 
+	// WebhookAddr is where every replica serves the pod admission webhook
+	// (HTTPS, with a certificate the delegator issues itself).
+	WebhookAddr string
+	// WebhookURL, when set, is how the API server reaches the webhook (a
+	// URL in the MutatingWebhookConfiguration), e.g. for a delegator that
+	// runs outside the cluster; otherwise WebhookService is.
+	WebhookURL string
+	// WebhookService is the namespace/name of the Service in front of the
+	// replicas' WebhookAddr, for in-cluster installs.
+	WebhookService string
+
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
 	Logging        *logging.Options
 }
@@ -60,6 +74,8 @@ func NewOptions() *Options {
 
 		TargetHealthInterval:     30 * time.Second,
 		VirtualNodeLeaseDuration: 40 * time.Second,
+		WebhookAddr:              ":9443",
+		WebhookService:           "admiralty/admiralty-webhook",
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:   true,
 			LeaseDuration: metav1.Duration{Duration: 15 * time.Second},
@@ -83,6 +99,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
 	fs.DurationVar(&o.TargetHealthInterval, "target-health-interval", o.TargetHealthInterval, "How often each Target and ClusterTarget is checked again (Ready condition).")
 	fs.DurationVar(&o.VirtualNodeLeaseDuration, "virtual-node-lease-duration", o.VirtualNodeLeaseDuration, "Lease duration of virtual nodes, renewed every quarter of it while their target answers; the node lifecycle controller marks the node NotReady when it lapses.")
+	fs.StringVar(&o.WebhookAddr, "webhook-addr", o.WebhookAddr, "Address where every replica serves the pod admission webhook (HTTPS; the certificate is issued by the delegator and kept in a Secret of --namespace).")
+	fs.StringVar(&o.WebhookURL, "webhook-url", o.WebhookURL, "URL the API server calls the webhook at (https://HOST:PORT/mutate-pods), for a delegator outside the cluster. Empty: --webhook-service.")
+	fs.StringVar(&o.WebhookService, "webhook-service", o.WebhookService, "namespace/name of the Service in front of the delegator's webhook port (443 on the Service), used when --webhook-url is empty.")
 	options.BindLeaderElectionFlags(&o.LeaderElection, fs)
 	o.Logging.AddFlags(fs)
 }
@@ -107,6 +126,9 @@ func (o *Options) Validate() error {
 	if o.VirtualNodeLeaseDuration < 4*time.Second {
 		return fmt.Errorf("--virtual-node-lease-duration must be at least 4s")
 	}
+	if err := o.validateWebhook(); err != nil {
+		return err
+	}
 	le := o.LeaderElection
 	if le.LeaderElect {
 		if le.LeaseDuration.Duration <= le.RenewDeadline.Duration {
@@ -120,4 +142,26 @@ func (o *Options) Validate() error {
 		}
 	}
 	return o.Logging.Validate()
+}
+
+func (o *Options) validateWebhook() error {
+	if _, _, err := net.SplitHostPort(o.WebhookAddr); err != nil {
+		return fmt.Errorf("--webhook-addr %q: %v", o.WebhookAddr, err)
+	}
+	if o.WebhookURL != "" {
+		u, err := url.Parse(o.WebhookURL)
+		if err != nil {
+			return fmt.Errorf("--webhook-url: %v", err)
+		}
+		// What the API server accepts in a webhook's clientConfig.url.
+		if u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("--webhook-url %q: want https://HOST[:PORT]/PATH, without user, query or fragment", o.WebhookURL)
+		}
+		return nil
+	}
+	ns, name, ok := strings.Cut(o.WebhookService, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1035Label(name)) > 0 {
+		return fmt.Errorf("--webhook-service %q: want NAMESPACE/NAME of a Service", o.WebhookService)
+	}
+	return nil
 }

@@ -19,6 +19,11 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{name: "a renew deadline shorter than the retry period is refused", mutate: func(o *Options) { o.LeaderElection.RetryPeriod.Duration = time.Minute }, wantErr: "--leader-elect-renew-deadline"},
 		{name: "a non-positive QPS is refused", mutate: func(o *Options) { o.KubeAPIQPS = 0 }, wantErr: "--kube-api-qps"},
 		{name: "an unknown log format is refused", mutate: func(o *Options) { o.Logging.Format = "xml" }, wantErr: "--log-format"},
+		{name: "a webhook address without a port is refused", mutate: func(o *Options) { o.WebhookAddr = "127.0.0.1" }, wantErr: "--webhook-addr"},
+		{name: "a webhook URL over plain HTTP is refused", mutate: func(o *Options) { o.WebhookURL = "http://127.0.0.1:9443/mutate-pods" }, wantErr: "--webhook-url"},
+		{name: "a webhook URL with a query is refused", mutate: func(o *Options) { o.WebhookURL = "https://127.0.0.1:9443/mutate-pods?x=1" }, wantErr: "--webhook-url"},
+		{name: "an HTTPS webhook URL is valid", mutate: func(o *Options) { o.WebhookURL = "https://127.0.0.1:9443/mutate-pods" }},
+		{name: "a webhook service without a namespace is refused", mutate: func(o *Options) { o.WebhookService = "admiralty-webhook" }, wantErr: "--webhook-service"},
 		{name: "timing checks do not apply without leader election", mutate: func(o *Options) {
 			o.LeaderElection.LeaderElect = false
 			o.LeaderElection.RetryPeriod.Duration = time.Hour

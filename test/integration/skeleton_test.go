@@ -212,6 +212,10 @@ func startDelegator(t *testing.T, c *Cluster, args ...string) *delegatorProcess 
 		"--kubeconfig", c.DelegatorKubeconfig,
 		"--cluster-name", c.Context,
 		"--health-addr", "127.0.0.1:" + strconv.Itoa(port),
+		// Its own webhook port; and the sandbox delegator's webhook URL, so
+		// that if it leads it applies the same webhook configuration.
+		"--webhook-addr", "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		"--webhook-url", fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", c.WebhookPort),
 		"--leader-elect-retry-period", "500ms",
 		"--log-format", "console",
 	}, args...)...)
