@@ -7,6 +7,8 @@ import (
 	"k8s.io/component-base/cli"
 
 	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/chaperon"
+	"admiralty.io/multicluster-scheduler/delegator/clustersummary"
 	"admiralty.io/multicluster-scheduler/delegator/feedback"
 	"admiralty.io/multicluster-scheduler/delegator/source"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
@@ -21,5 +23,7 @@ func main() {
 		virtualnode.NewController,
 		feedback.NewController,
 		source.NewController,
+		chaperon.NewController,
+		clustersummary.NewController,
 	)))
 }

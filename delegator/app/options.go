@@ -43,6 +43,10 @@ type Options struct {
 	// VirtualNodeLeaseDuration is the Lease duration of virtual nodes: a
 	// target that stops answering makes its node NotReady after it.
 	VirtualNodeLeaseDuration time.Duration
+	// ClusterSummaryInterval is the least time between two computations
+	// (hence writes) of this cluster's ClusterSummary: node and pod events
+	// within it are coalesced into one update.
+	ClusterSummaryInterval time.Duration
 
 	// WebhookAddr is where every replica serves the pod admission webhook
 	// (HTTPS, with a certificate the delegator issues itself).
@@ -74,6 +78,7 @@ func NewOptions() *Options {
 
 		TargetHealthInterval:     30 * time.Second,
 		VirtualNodeLeaseDuration: 40 * time.Second,
+		ClusterSummaryInterval:   time.Second,
 		WebhookAddr:              ":9443",
 		WebhookService:           "admiralty/admiralty-webhook",
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
@@ -99,6 +104,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
 	fs.DurationVar(&o.TargetHealthInterval, "target-health-interval", o.TargetHealthInterval, "How often each Target and ClusterTarget is checked again (Ready condition).")
 	fs.DurationVar(&o.VirtualNodeLeaseDuration, "virtual-node-lease-duration", o.VirtualNodeLeaseDuration, "Lease duration of virtual nodes, renewed every quarter of it while their target answers; the node lifecycle controller marks the node NotReady when it lapses.")
+	fs.DurationVar(&o.ClusterSummaryInterval, "cluster-summary-interval", o.ClusterSummaryInterval, "Least time between two updates of this cluster's ClusterSummary; node and pod changes within it are coalesced.")
 	fs.StringVar(&o.WebhookAddr, "webhook-addr", o.WebhookAddr, "Address where every replica serves the pod admission webhook (HTTPS; the certificate is issued by the delegator and kept in a Secret of --namespace).")
 	fs.StringVar(&o.WebhookURL, "webhook-url", o.WebhookURL, "URL the API server calls the webhook at (https://HOST:PORT/mutate-pods), for a delegator outside the cluster. Empty: --webhook-service.")
 	fs.StringVar(&o.WebhookService, "webhook-service", o.WebhookService, "namespace/name of the Service in front of the delegator's webhook port (443 on the Service), used when --webhook-url is empty.")
@@ -122,6 +128,9 @@ func (o *Options) Validate() error {
 	}
 	if o.TargetHealthInterval < time.Second {
 		return fmt.Errorf("--target-health-interval must be at least 1s")
+	}
+	if o.ClusterSummaryInterval <= 0 {
+		return fmt.Errorf("--cluster-summary-interval must be positive")
 	}
 	if o.VirtualNodeLeaseDuration < 4*time.Second {
 		return fmt.Errorf("--virtual-node-lease-duration must be at least 4s")

@@ -1,0 +1,397 @@
+// Package chaperon is the target side of the delegate lifecycle: for each
+// PodChaperon that a source sends to this cluster, it makes the delegate
+// pod (same namespace, name, labels and annotations, the chaperon's spec,
+// owned by the chaperon so that deleting the chaperon deletes the pod) and
+// mirrors the pod's status into the chaperon's, where the source reads
+// whether the target's scheduler placed it and how it runs. A delegate
+// deleted before it finished is made again and scheduled anew; a finished
+// one is never run again. A delegate that the API server refuses is
+// reported on the chaperon as a refusal, with the error.
+package chaperon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
+	mclisters "admiralty.io/multicluster-scheduler/apis/generated/listers/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
+)
+
+// Event reasons on PodChaperons.
+const (
+	// ReasonDelegateRejected: the API server refused the delegate pod.
+	ReasonDelegateRejected = "DelegateRejected"
+	// ReasonDelegateRecreated: the delegate was deleted before it finished
+	// and is made again.
+	ReasonDelegateRecreated = "DelegateRecreated"
+	// ReasonSpecChangeIgnored: the chaperon's spec changed after its
+	// delegate was made; a pod's spec cannot follow.
+	ReasonSpecChangeIgnored = "SpecChangeIgnored"
+)
+
+// Controller makes delegates from chaperons.
+type Controller struct {
+	client     kubernetes.Interface
+	mcClient   versioned.Interface
+	recorder   record.EventRecorder
+	chaperons  mclisters.PodChaperonLister
+	pods       corelisters.PodLister
+	podFactory informers.SharedInformerFactory
+	controller *controller.Controller
+
+	mu sync.Mutex
+	// memos, by chaperon key, is what the caches may no longer show.
+	memos map[string]*memo
+}
+
+// memo is remembered about one chaperon.
+type memo struct {
+	chaperonUID types.UID
+	// finished is the final status of a delegate that reached a terminal
+	// phase on its own (not because it was being deleted): it is never run
+	// again, even if it is deleted before its chaperon shows that phase.
+	finished *corev1.PodStatus
+	// warnedHash is the spec hash last warned about, so that a changed spec
+	// makes one Event, not one per status change.
+	warnedHash string
+}
+
+// NewController is the delegator's factory of the chaperon controller.
+func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
+	// Delegates only: a target runs many other pods.
+	podFactory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
+	pods := podFactory.Core().V1().Pods().Informer()
+	chaperons := d.MCInformers.Multicluster().V1alpha1().PodChaperons().Informer()
+	return New(d.Client, d.MCClient, d.Recorder, chaperons, pods, podFactory), nil
+}
+
+// New returns the controller. podInformer must hold the delegates (pods
+// labeled LabelParentClusterName), at least; podFactory, if not nil, is
+// started and stopped with the controller.
+func New(client kubernetes.Interface, mcClient versioned.Interface, recorder record.EventRecorder,
+	chaperonInformer, podInformer cache.SharedIndexInformer, podFactory informers.SharedInformerFactory) *Controller {
+	c := &Controller{
+		client:     client,
+		mcClient:   mcClient,
+		recorder:   recorder,
+		chaperons:  mclisters.NewPodChaperonLister(chaperonInformer.GetIndexer()),
+		pods:       corelisters.NewPodLister(podInformer.GetIndexer()),
+		podFactory: podFactory,
+		memos:      map[string]*memo{},
+	}
+	c.controller = controller.New("chaperon", 4, c.reconcile)
+	_, _ = chaperonInformer.AddEventHandler(c.controller.Handler())
+	_, _ = podInformer.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			return nil
+		}
+		if owner := controllerOf(pod); owner != nil {
+			return []string{pod.Namespace + "/" + owner.Name}
+		}
+		// A labeled pod that no chaperon controls blocks the chaperon of
+		// its name, if any, until it goes.
+		return []string{pod.Namespace + "/" + pod.Name}
+	}))
+	// A delegate that finished and was deleted soon after may be gone from
+	// the cache before its chaperon showed its final phase: watch events
+	// come in order, so remember it as it finishes.
+	remember := func(obj any) {
+		if pod, ok := obj.(*corev1.Pod); ok && Finished(pod) {
+			if owner := controllerOf(pod); owner != nil {
+				c.memo(pod.Namespace+"/"+owner.Name, owner.UID, func(m *memo) { m.finished = pod.Status.DeepCopy() })
+			}
+		}
+	}
+	_, _ = podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    remember,
+		UpdateFunc: func(_, obj any) { remember(obj) },
+	})
+	c.controller.WaitFor(chaperonInformer.HasSynced, podInformer.HasSynced)
+	return c
+}
+
+// Name of the control loop.
+func (c *Controller) Name() string { return c.controller.Name() }
+
+// Start runs until ctx is done.
+func (c *Controller) Start(ctx context.Context) error {
+	if c.podFactory != nil {
+		c.podFactory.Start(ctx.Done())
+		defer c.podFactory.Shutdown()
+	}
+	return c.controller.Start(ctx)
+}
+
+func (c *Controller) reconcile(ctx context.Context, key string) (controller.Result, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return controller.Result{}, nil
+	}
+	ch, err := c.chaperons.PodChaperons(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		// The garbage collector deletes the delegate.
+		c.forget(key, "")
+		return controller.Result{}, nil
+	}
+	if err != nil {
+		return controller.Result{}, err
+	}
+	if ch.DeletionTimestamp != nil {
+		return controller.Result{}, nil
+	}
+	c.forget(key, ch.UID)
+
+	pod, err := c.pods.Pods(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return controller.Result{}, c.delegateMissing(ctx, key, ch)
+	}
+	if err != nil {
+		return controller.Result{}, err
+	}
+	return controller.Result{}, c.delegateExists(ctx, ch, pod)
+}
+
+// forget drops what is remembered of a chaperon key, unless it is about
+// the chaperon of UID keep.
+func (c *Controller) forget(key string, keep types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.memos[key]; ok && m.chaperonUID != keep {
+		delete(c.memos, key)
+	}
+}
+
+// memo calls f with the memo of the chaperon key and UID, under the lock.
+func (c *Controller) memo(key string, uid types.UID, f func(m *memo)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.memos[key]
+	if !ok || m.chaperonUID != uid {
+		m = &memo{chaperonUID: uid}
+		c.memos[key] = m
+	}
+	f(m)
+}
+
+// controllerOf returns the PodChaperon that controls pod, if any.
+func controllerOf(pod *corev1.Pod) *metav1.OwnerReference {
+	owner := metav1.GetControllerOf(pod)
+	if owner == nil || owner.Kind != Kind.Kind || owner.APIVersion != Kind.GroupVersion().String() {
+		return nil
+	}
+	return owner
+}
+
+// delegateMissing makes the delegate, unless it finished.
+func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alpha1.PodChaperon) error {
+	logger := klog.FromContext(ctx)
+	c.mu.Lock()
+	var finished *corev1.PodStatus
+	if m := c.memos[key]; m != nil && m.chaperonUID == ch.UID {
+		finished = m.finished
+	}
+	c.mu.Unlock()
+	if finished != nil {
+		// Gone once finished: the chaperon keeps the final status.
+		_, err := c.mirror(ctx, ch, *finished)
+		return err
+	}
+	if IsTerminal(ch.Status.Phase) {
+		// Finished before this process started (the chaperon never shows
+		// the terminal phase of a delegate killed by its deletion).
+		return nil
+	}
+	recreate := ch.Status.Phase != "" || len(ch.Status.Conditions) > 0
+	if recreate {
+		// A delegate existed. Our cache may lag behind a deletion of the
+		// chaperon (the garbage collector then deleted the pod): ask the API
+		// server before running the pod again.
+		live, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if live.UID != ch.UID || live.DeletionTimestamp != nil || IsTerminal(live.Status.Phase) {
+			return nil
+		}
+	}
+	pod := Delegate(ch)
+	created, err := c.client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		if recreate && !isRejected(ch) {
+			c.recorder.Event(ch, corev1.EventTypeNormal, ReasonDelegateRecreated, "the delegate pod was deleted before it finished; made it again, to be scheduled anew")
+			logger.Info("Recreated delegate", "pod", klog.KObj(created), "chaperon", klog.KObj(ch))
+		} else {
+			logger.V(2).Info("Created delegate", "pod", klog.KObj(created), "chaperon", klog.KObj(ch))
+		}
+		return nil
+	case apierrors.IsAlreadyExists(err):
+		// Our cache has not seen it yet, or a pod of that name is not ours.
+		existing, getErr := c.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(getErr) {
+			return err // deleted meanwhile: try again
+		}
+		if getErr != nil {
+			return getErr
+		}
+		return c.delegateExists(ctx, ch, existing)
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// The namespace controller deletes the delegate, then the chaperon:
+		// nothing to report, its deletion ends this.
+		logger.V(2).Info("Not making a delegate in a terminating namespace", "chaperon", klog.KObj(ch))
+		return nil
+	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+		// The spec itself is wrong: nothing changes until the chaperon
+		// does, and its update brings it back here.
+		return c.reject(ctx, ch, err)
+	case apierrors.IsForbidden(err):
+		// Admission (quota, a missing service account or priority class, a
+		// policy) may change its mind: report, and retry with backoff.
+		if rerr := c.reject(ctx, ch, err); rerr != nil {
+			return rerr
+		}
+		return fmt.Errorf("creating delegate %s/%s: %w", pod.Namespace, pod.Name, err)
+	default:
+		// Transient (timeouts, throttling, a webhook down): retry with
+		// backoff, without telling the source anything yet.
+		return fmt.Errorf("creating delegate %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+}
+
+// delegateExists checks that pod is the chaperon's delegate, then reports
+// its node and status on the chaperon.
+func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) error {
+	logger := klog.FromContext(ctx)
+	owner := controllerOf(pod)
+	switch {
+	case owner == nil:
+		err := apierrors.NewAlreadyExists(corev1.Resource("pods"), pod.Name)
+		if rerr := c.reject(ctx, ch, fmt.Errorf("%w, and is not controlled by this PodChaperon", err)); rerr != nil {
+			return rerr
+		}
+		// The other pod may go, unseen by the delegates' watch: retry with
+		// backoff.
+		return fmt.Errorf("pod %s/%s exists and is not a delegate", pod.Namespace, pod.Name)
+	case owner.UID != ch.UID:
+		// The delegate of an earlier chaperon of the same name: the garbage
+		// collector would delete it; doing it now makes room sooner. Its
+		// deletion brings this key back.
+		uid := pod.UID
+		err := c.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return err
+		}
+		logger.V(2).Info("Deleted the delegate of an earlier chaperon", "pod", klog.KObj(pod), "chaperon", klog.KObj(ch))
+		return nil
+	}
+
+	if h, ok := pod.Annotations[AnnotationSpecHash]; ok && h != SpecHash(&ch.Spec) {
+		c.warnSpecChanged(ctx, ch, pod)
+	}
+	if pod.Spec.NodeName != "" && pod.Spec.NodeName != ch.Spec.NodeName {
+		// The source reads where its candidate landed from the chaperon's
+		// spec.nodeName (a pod's status does not say); written before the
+		// status, so that PodScheduled=True comes with it. A patch, not an
+		// update: the spec may hold fields this build's PodSpec does not
+		// know, which a decoded round trip would drop.
+		patch, err := json.Marshal(map[string]any{"spec": map[string]any{"nodeName": pod.Spec.NodeName}})
+		if err != nil {
+			return err
+		}
+		updated, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).Patch(ctx, ch.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reporting the node of delegate %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		ch = updated
+	}
+	if pod.DeletionTimestamp != nil && IsTerminal(pod.Status.Phase) {
+		// Killed because it is being deleted (a kubelet makes such a pod
+		// Failed or Succeeded): not finished, and made again once gone.
+		// The source must not see a terminal phase its proxy could never
+		// leave.
+		return nil
+	}
+	_, err := c.mirror(ctx, ch, pod.Status)
+	return err
+}
+
+// mirror writes status on the chaperon, if it shows something else, and
+// says whether it did.
+func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, status corev1.PodStatus) (bool, error) {
+	if StatusEqual(ch.Status, status) {
+		return false, nil
+	}
+	updated := ch.DeepCopy()
+	updated.Status = *status.DeepCopy()
+	_, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		// The informer brings the newer chaperon, and this key again.
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mirroring the delegate's status on chaperon %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	klog.FromContext(ctx).V(4).Info("Mirrored delegate status", "chaperon", klog.KObj(ch), "phase", status.Phase)
+	return true, nil
+}
+
+// reject reports on the chaperon that its delegate cannot be created, once
+// per distinct error: the status, then an Event.
+func (c *Controller) reject(ctx context.Context, ch *v1alpha1.PodChaperon, cause error) error {
+	wrote, err := c.mirror(ctx, ch, RejectedStatus(ch.Status, cause, metav1.Now()))
+	if !wrote {
+		return err
+	}
+	klog.FromContext(ctx).Info("Delegate rejected", "chaperon", klog.KObj(ch), "err", cause.Error())
+	c.recorder.Eventf(ch, corev1.EventTypeWarning, ReasonDelegateRejected, "the delegate pod cannot be created: %v", cause)
+	return nil
+}
+
+func isRejected(ch *v1alpha1.PodChaperon) bool {
+	for _, c := range ch.Status.Conditions {
+		if c.Type == corev1.PodScheduled && strings.HasPrefix(c.Message, rejectedPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Controller) warnSpecChanged(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) {
+	h := SpecHash(&ch.Spec)
+	var already bool
+	c.memo(ch.Namespace+"/"+ch.Name, ch.UID, func(m *memo) {
+		already = m.warnedHash == h
+		m.warnedHash = h
+	})
+	if already {
+		return
+	}
+	klog.FromContext(ctx).Info("Chaperon spec changed; the running delegate keeps its own", "chaperon", klog.KObj(ch), "pod", klog.KObj(pod))
+	c.recorder.Event(ch, corev1.EventTypeWarning, ReasonSpecChangeIgnored,
+		"the spec changed after the delegate pod was made; a pod's spec cannot change, so the delegate keeps the spec it was made with (delete the chaperon to apply a new one)")
+}

@@ -1,0 +1,122 @@
+package chaperon
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+)
+
+// AnnotationSpecHash on a delegate is the hash of the chaperon spec it was
+// made from, so that a later change of that spec is noticed (and ignored,
+// with an Event) although the API server defaults and mutates the pod's own
+// spec beyond recognition.
+const AnnotationSpecHash = v1alpha1.GroupName + "/chaperon-spec-hash"
+
+// Kind is the PodChaperon kind, for owner references.
+var Kind = v1alpha1.SchemeGroupVersion.WithKind("PodChaperon")
+
+// Delegate is the pod a chaperon stands for: same namespace, name, labels
+// and annotations, its spec, and the chaperon as its controller so that
+// deleting the chaperon garbage-collects the pod.
+//
+// Two fields of the spec are left to the target:
+//   - nodeName: the target's own scheduler places every delegate, a
+//     recreated one anew (the chaperon's spec.nodeName is where the
+//     previous delegate ran, as this controller reports it);
+//   - priority: the target's Priority admission resolves
+//     priorityClassName there, and rejects a pod whose integer priority
+//     disagrees with the class.
+func Delegate(ch *v1alpha1.PodChaperon) *corev1.Pod {
+	labels := make(map[string]string, len(ch.Labels)+1)
+	for k, v := range ch.Labels {
+		labels[k] = v
+	}
+	// The delegator watches delegates by this label; a chaperon made by
+	// hand without it still has its delegate seen.
+	if _, ok := labels[v1alpha1.LabelParentClusterName]; !ok {
+		labels[v1alpha1.LabelParentClusterName] = ""
+	}
+	annotations := make(map[string]string, len(ch.Annotations)+1)
+	for k, v := range ch.Annotations {
+		annotations[k] = v
+	}
+	annotations[AnnotationSpecHash] = SpecHash(&ch.Spec)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            ch.Name,
+			Namespace:       ch.Namespace,
+			Labels:          labels,
+			Annotations:     annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ch, Kind)},
+		},
+		Spec: *ch.Spec.DeepCopy(),
+	}
+	pod.Spec.NodeName = ""
+	pod.Spec.Priority = nil
+	return pod
+}
+
+// SpecHash identifies a chaperon spec, except its nodeName, which this
+// controller writes.
+func SpecHash(spec *corev1.PodSpec) string {
+	s := spec.DeepCopy()
+	s.NodeName = ""
+	// encoding/json sorts map keys: the same spec always hashes the same.
+	data, err := json.Marshal(s)
+	if err != nil {
+		// A PodSpec always marshals; never seen.
+		data = []byte(fmt.Sprintf("%#v", s))
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// IsTerminal tells whether a phase is final.
+func IsTerminal(phase corev1.PodPhase) bool {
+	return phase == corev1.PodSucceeded || phase == corev1.PodFailed
+}
+
+// Finished tells whether a delegate ended on its own: a terminal phase
+// reached before any deletion. Such a delegate is never run again. A
+// kubelet also makes a pod Failed or Succeeded when it kills it because
+// the pod is being deleted; that one did not finish, and is made again.
+func Finished(pod *corev1.Pod) bool {
+	return IsTerminal(pod.Status.Phase) && pod.DeletionTimestamp == nil
+}
+
+const rejectedPrefix = "the delegate pod cannot be created: "
+
+// RejectedStatus is a chaperon's status when its delegate cannot be
+// created. PodScheduled=False with reason Unschedulable is what a source
+// reads as the target refusing the candidate, the same answer as when the
+// target's scheduler finds no node, so the source moves on at once instead
+// of waiting for its timeout; the message carries the API error.
+func RejectedStatus(cur corev1.PodStatus, err error, now metav1.Time) corev1.PodStatus {
+	msg := rejectedPrefix + strings.TrimSpace(err.Error())
+	cond := corev1.PodCondition{
+		Type:               corev1.PodScheduled,
+		Status:             corev1.ConditionFalse,
+		Reason:             corev1.PodReasonUnschedulable,
+		Message:            msg,
+		LastTransitionTime: now,
+	}
+	for _, c := range cur.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == cond.Status && c.Reason == cond.Reason {
+			cond.LastTransitionTime = c.LastTransitionTime
+		}
+	}
+	return corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{cond}}
+}
+
+// StatusEqual tells whether a chaperon already shows status.
+func StatusEqual(a, b corev1.PodStatus) bool {
+	return apiequality.Semantic.DeepEqual(a, b)
+}

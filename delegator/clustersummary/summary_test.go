@@ -1,0 +1,235 @@
+package clustersummary
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+)
+
+func q(s string) resource.Quantity { return resource.MustParse(s) }
+
+func node(name string, ready bool, cpu string, labels map[string]string) *corev1.Node {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Status: corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{corev1.ResourceCPU: q(cpu), corev1.ResourcePods: q("110")},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: q(cpu), corev1.ResourcePods: q("110")},
+			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}},
+		},
+	}
+}
+
+func virtualNode(name string) *corev1.Node {
+	n := node(name, true, "100", map[string]string{v1alpha1.LabelVirtualKubeletProvider: v1alpha1.ProviderName})
+	n.Spec.Taints = []corev1.Taint{{Key: v1alpha1.LabelVirtualKubeletProvider, Value: v1alpha1.ProviderName, Effect: corev1.TaintEffectNoSchedule}}
+	return n
+}
+
+func boundPod(name, nodeName, cpu string, phase corev1.PodPhase, ports ...corev1.ContainerPort) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{
+			Name:      "main",
+			Ports:     ports,
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q(cpu)}},
+		}}},
+		Status: corev1.PodStatus{Phase: phase},
+	}
+}
+
+func list(kv ...string) corev1.ResourceList {
+	l := corev1.ResourceList{}
+	for i := 0; i < len(kv); i += 2 {
+		l[corev1.ResourceName(kv[i])] = q(kv[i+1])
+	}
+	return l
+}
+
+func TestBuild(t *testing.T) {
+	sidecar := corev1.ContainerRestartPolicyAlways
+	withInit := boundPod("init", "a", "1", corev1.PodRunning)
+	withInit.Spec.Containers = append(withInit.Spec.Containers, corev1.Container{Name: "second",
+		Resources: corev1.ResourceRequirements{Requests: list("cpu", "500m")}})
+	withInit.Spec.InitContainers = []corev1.Container{{Name: "setup",
+		Resources: corev1.ResourceRequirements{Requests: list("cpu", "2")}}}
+	withInit.Spec.Overhead = list("cpu", "100m")
+	withSidecar := boundPod("sidecar", "a", "1", corev1.PodRunning)
+	withSidecar.Spec.InitContainers = []corev1.Container{{Name: "proxy", RestartPolicy: &sidecar,
+		Ports:     []corev1.ContainerPort{{HostPort: 15000, ContainerPort: 15000}},
+		Resources: corev1.ResourceRequirements{Requests: list("cpu", "250m")}}}
+	tainted := node("b", true, "2", nil)
+	tainted.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+	tainted.Spec.Unschedulable = true
+
+	cases := []struct {
+		name  string
+		nodes []*corev1.Node
+		pods  []*corev1.Pod
+		want  v1alpha1.ClusterSummary
+	}{{
+		name:  "a cluster without nodes has an empty summary",
+		nodes: nil,
+		want:  v1alpha1.ClusterSummary{},
+	}, {
+		name:  "capacity and allocatable are summed over Ready nodes, and every node is listed",
+		nodes: []*corev1.Node{node("a", true, "4", nil), node("b", true, "4", nil), node("c", false, "4", nil)},
+		want: v1alpha1.ClusterSummary{
+			Capacity:    list("cpu", "8", "pods", "220"),
+			Allocatable: list("cpu", "8", "pods", "220"),
+			Nodes: []v1alpha1.NodeSummary{
+				{Name: "a", Ready: true, Allocatable: list("cpu", "4", "pods", "110")},
+				{Name: "b", Ready: true, Allocatable: list("cpu", "4", "pods", "110")},
+				{Name: "c", Ready: false, Allocatable: list("cpu", "4", "pods", "110")},
+			},
+		},
+	}, {
+		name:  "virtual nodes and the proxies bound to them are left out",
+		nodes: []*corev1.Node{node("a", true, "4", nil), virtualNode("admiralty-cluster-self")},
+		pods:  []*corev1.Pod{boundPod("proxy", "admiralty-cluster-self", "1", corev1.PodRunning)},
+		want: v1alpha1.ClusterSummary{
+			Capacity:    list("cpu", "4", "pods", "110"),
+			Allocatable: list("cpu", "4", "pods", "110"),
+			Nodes:       []v1alpha1.NodeSummary{{Name: "a", Ready: true, Allocatable: list("cpu", "4", "pods", "110")}},
+		},
+	}, {
+		name:  "labels, taints and cordoning are reported per node",
+		nodes: []*corev1.Node{tainted},
+		want: v1alpha1.ClusterSummary{
+			Capacity:    list("cpu", "2", "pods", "110"),
+			Allocatable: list("cpu", "2", "pods", "110"),
+			Nodes: []v1alpha1.NodeSummary{{Name: "b", Ready: true, Unschedulable: true,
+				Taints:      []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}},
+				Allocatable: list("cpu", "2", "pods", "110")}},
+		},
+	}, {
+		name:  "requests and pod counts sum the non-terminal pods of each node, terminal pods and pods of unknown nodes are ignored",
+		nodes: []*corev1.Node{node("a", true, "4", map[string]string{"topology.kubernetes.io/region": "eu"}), node("b", true, "4", nil)},
+		pods: []*corev1.Pod{
+			boundPod("running", "a", "1", corev1.PodRunning),
+			boundPod("pending", "a", "250m", corev1.PodPending),
+			boundPod("done", "a", "2", corev1.PodSucceeded),
+			boundPod("failed", "b", "2", corev1.PodFailed),
+			boundPod("elsewhere", "gone", "2", corev1.PodRunning),
+		},
+		want: v1alpha1.ClusterSummary{
+			Capacity:    list("cpu", "8", "pods", "220"),
+			Allocatable: list("cpu", "8", "pods", "220"),
+			Nodes: []v1alpha1.NodeSummary{
+				{Name: "a", Ready: true, Labels: map[string]string{"topology.kubernetes.io/region": "eu"},
+					Allocatable: list("cpu", "4", "pods", "110"), Requested: list("cpu", "1250m"), Pods: 2},
+				{Name: "b", Ready: true, Allocatable: list("cpu", "4", "pods", "110")},
+			},
+		},
+	}, {
+		name:  "a pod requests the larger of its init containers and its containers, plus sidecars and overhead, as the scheduler counts it",
+		nodes: []*corev1.Node{node("a", true, "4", nil)},
+		pods:  []*corev1.Pod{withInit, withSidecar},
+		want: v1alpha1.ClusterSummary{
+			Capacity:    list("cpu", "4", "pods", "110"),
+			Allocatable: list("cpu", "4", "pods", "110"),
+			Nodes: []v1alpha1.NodeSummary{{Name: "a", Ready: true, Allocatable: list("cpu", "4", "pods", "110"),
+				// init: max(2, 1+0.5) + 0.1 overhead; sidecar: 1 + 0.25.
+				Requested: list("cpu", "3350m"), Pods: 2, HostPorts: []string{"TCP/0.0.0.0/15000"}}},
+		},
+	}, {
+		name:  "host ports default to TCP on every address and are sorted",
+		nodes: []*corev1.Node{node("a", true, "4", nil)},
+		pods: []*corev1.Pod{
+			boundPod("web", "a", "0", corev1.PodRunning, corev1.ContainerPort{HostPort: 8080, ContainerPort: 80}),
+			boundPod("dns", "a", "0", corev1.PodRunning,
+				corev1.ContainerPort{HostPort: 53, ContainerPort: 53, Protocol: corev1.ProtocolUDP, HostIP: "10.0.0.1"},
+				corev1.ContainerPort{ContainerPort: 9153}),
+		},
+		want: v1alpha1.ClusterSummary{
+			Capacity:    list("cpu", "4", "pods", "110"),
+			Allocatable: list("cpu", "4", "pods", "110"),
+			Nodes: []v1alpha1.NodeSummary{{Name: "a", Ready: true, Allocatable: list("cpu", "4", "pods", "110"),
+				Requested: list("cpu", "0"), Pods: 2, HostPorts: []string{"TCP/0.0.0.0/8080", "UDP/10.0.0.1/53"}}},
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Build("c1", tc.nodes, tc.pods)
+			tc.want.Name = "c1"
+			if diff := cmp.Diff(&tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Build() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBuildIsDeterministic(t *testing.T) {
+	nodes := []*corev1.Node{node("c", true, "4", nil), node("a", true, "4", nil), node("b", true, "4", nil)}
+	pods := []*corev1.Pod{
+		boundPod("x", "a", "1", corev1.PodRunning, corev1.ContainerPort{HostPort: 81, ContainerPort: 81}),
+		boundPod("y", "a", "1", corev1.PodRunning, corev1.ContainerPort{HostPort: 80, ContainerPort: 80}),
+		boundPod("z", "c", "1", corev1.PodRunning),
+	}
+	want := Build("c1", nodes, pods)
+	reversedNodes := []*corev1.Node{nodes[2], nodes[1], nodes[0]}
+	reversedPods := []*corev1.Pod{pods[2], pods[1], pods[0]}
+	for range 20 {
+		got := Build("c1", reversedNodes, reversedPods)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("Build() depends on the order of its input (-want +got):\n%s", diff)
+		}
+	}
+	var names []string
+	for _, n := range want.Nodes {
+		names = append(names, n.Name)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "c"}, names); diff != "" {
+		t.Errorf("node order (-want +got):\n%s", diff)
+	}
+}
+
+func TestEqual(t *testing.T) {
+	base := func() *v1alpha1.ClusterSummary {
+		return &v1alpha1.ClusterSummary{
+			Allocatable: list("cpu", "4"),
+			Nodes:       []v1alpha1.NodeSummary{{Name: "a", Ready: true, Allocatable: list("cpu", "4")}},
+		}
+	}
+	cases := []struct {
+		name   string
+		change func(s *v1alpha1.ClusterSummary)
+		want   bool
+	}{
+		{name: "an identical summary is equal", change: func(*v1alpha1.ClusterSummary) {}, want: true},
+		{name: "a quantity written another way is equal", change: func(s *v1alpha1.ClusterSummary) {
+			s.Allocatable = list("cpu", "4000m")
+		}, want: true},
+		{name: "an empty list equals a missing one", change: func(s *v1alpha1.ClusterSummary) {
+			s.Capacity = corev1.ResourceList{}
+			s.Nodes[0].HostPorts = []string{}
+		}, want: true},
+		{name: "metadata does not count", change: func(s *v1alpha1.ClusterSummary) {
+			s.ResourceVersion = "42"
+		}, want: true},
+		{name: "more requested on a node is a change", change: func(s *v1alpha1.ClusterSummary) {
+			s.Nodes[0].Requested = list("cpu", "1")
+		}, want: false},
+		{name: "a node that became NotReady is a change", change: func(s *v1alpha1.ClusterSummary) {
+			s.Nodes[0].Ready = false
+		}, want: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := base()
+			tc.change(b)
+			if got := Equal(base(), b); got != tc.want {
+				t.Errorf("Equal() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
