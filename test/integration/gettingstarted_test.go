@@ -88,13 +88,14 @@ spec:
 		waitTargetReady(ctx, t, mc1, ns, name)
 		waitNodeReady(ctx, t, c1, vnode(name))
 	}
-	node, err := c1.Client.CoreV1().Nodes().Get(ctx, vnode("c2"), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := node.Labels["topology.kubernetes.io/region"]; got != "eu" {
-		t.Errorf("virtual node of c2 has region %q, want eu (the label all of cluster2's nodes share)", got)
-	}
+	eventually(ctx, t, "the virtual node of c2 carries the region all of cluster2's nodes share", func(ctx context.Context) (bool, string, error) {
+		node, err := c1.Client.CoreV1().Nodes().Get(ctx, vnode("c2"), metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		got := node.Labels["topology.kubernetes.io/region"]
+		return got == "eu", "region " + got, nil
+	})
 
 	labelNamespace(t, c1, ns)
 	kubectlApply(t, c1, fmt.Sprintf(`
