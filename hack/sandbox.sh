@@ -145,6 +145,9 @@ EOF
 			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
 			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
 		date +%s >"$dir/scheduler.stamp"
+		# A scheduler that could not start (its port still held by a process
+		# of an earlier sandbox, say) is started again below.
+		refresh_scheduler "$i"
 	fi
 	write_kubeconfigs "$i"
 	wait_for "cluster$i API server" 60 api_ready "$i"
@@ -164,7 +167,7 @@ refresh_scheduler() {
 		$dir/scheduler.stamp -nt $ROOT/config/scheduler-config.yaml ]] && alive "$pidfile"; then
 		return 0
 	fi
-	log "cluster$i: scheduler binary or configuration changed, restarting the scheduler"
+	log "cluster$i: scheduler binary or configuration changed, or scheduler down: (re)starting it"
 	# The same rewrite kwokctl does: the scheduler's own kubeconfig.
 	sed "s|^clientConnection:\$|clientConnection:\n  kubeconfig: $wd/kubeconfig.yaml|" \
 		"$(scheduler_config "$i")" >"$wd/scheduler.yaml"
@@ -252,6 +255,10 @@ install_project() {
 	fi
 }
 
+scheduler_healthy() {
+	curl -fsSk "https://127.0.0.1:$(scheduler_port "$1")/healthz" >/dev/null 2>&1
+}
+
 delegator_healthy() {
 	curl -fsS "http://127.0.0.1:$(health_port "$1")/healthz" >/dev/null 2>&1
 }
@@ -297,6 +304,7 @@ up() {
 		ensure_delegator "$i"
 	done
 	for i in $(seq "$SANDBOX_CLUSTERS"); do
+		wait_for "cluster$i scheduler health (see $KWOK_WORKDIR/clusters/$(kwok_name "$i")/logs/kube-scheduler.log)" 60 scheduler_healthy "$i"
 		wait_for "cluster$i delegator health (see $(cluster_dir "$i")/delegator.log)" 60 delegator_healthy "$i"
 	done
 	describe >"$SANDBOX_DIR/sandbox.json"
@@ -313,11 +321,13 @@ down() {
 	if [[ -d $KWOK_WORKDIR/clusters ]]; then
 		for name in $(ls "$KWOK_WORKDIR/clusters"); do
 			log "deleting $name"
-			"$KWOKCTL" delete cluster --name "$name" >/dev/null 2>&1 || true
-			# kwokctl stops components by their pid files; make sure.
+			# Stop every component by pid and wait for it to exit, so that
+			# its ports are free for the next sandbox; kwokctl then removes
+			# the rest.
 			for f in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
 				[[ -f $f ]] && stop_pid "$f"
 			done
+			"$KWOKCTL" delete cluster --name "$name" >/dev/null 2>&1 || true
 		done
 	fi
 	rm -rf "$SANDBOX_DIR"
@@ -326,10 +336,11 @@ down() {
 
 status() {
 	local i dir
-	printf '%-10s %-24s %-8s %-22s %s\n' CONTEXT API-SERVER REGION DELEGATOR NODES
+	printf '%-10s %-24s %-8s %-10s %-22s %s\n' CONTEXT API-SERVER REGION SCHEDULER DELEGATOR NODES
 	for i in $(seq "$SANDBOX_CLUSTERS"); do
 		dir=$(cluster_dir "$i")
-		local api="down" del="down" nodes="-"
+		local api="down" del="down" nodes="-" sched="down"
+		scheduler_healthy "$i" && sched="healthy"
 		if api_ready "$i"; then
 			api="https://127.0.0.1:$(apiserver_port "$i")"
 			nodes=$(kc "$i" get nodes -l type=kwok --no-headers 2>/dev/null | grep -c ' Ready ' || true)
@@ -338,7 +349,7 @@ status() {
 			del="pid $(cat "$dir/delegator.pid")"
 			delegator_healthy "$i" && del="$del healthy" || del="$del unhealthy"
 		fi
-		printf '%-10s %-24s %-8s %-22s %s\n' "cluster$i" "$api" "$(region "$i")" "$del" "$nodes"
+		printf '%-10s %-24s %-8s %-10s %-22s %s\n' "cluster$i" "$api" "$(region "$i")" "$sched" "$del" "$nodes"
 	done
 }
 
