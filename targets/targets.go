@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -239,6 +241,16 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 	if err != nil {
 		return controller.Result{}, err
 	}
+	if obj.GetDeletionTimestamp() != nil {
+		return r.finalize(ctx, ref, obj)
+	}
+	if r.opts.WriteStatus && !hasFinalizer(obj) {
+		// Before any side effect in the target: deleting the Target must
+		// first remove what this source made there.
+		if err := r.setFinalizer(ctx, obj, true); err != nil {
+			return controller.Result{}, err
+		}
+	}
 
 	cfg, fingerprint, reason, cfgErr := r.connectionConfig(ctx, ref, spec)
 	if cfgErr != nil {
@@ -268,6 +280,130 @@ const (
 	ReasonSecretNotFound    = "SecretNotFound"
 	ReasonInvalidKubeconfig = "InvalidKubeconfig"
 )
+
+// Finalizer on Targets and ClusterTargets, so that deleting one first
+// removes this source's PodChaperons (and so delegates) in the target and
+// its proxies bound to the virtual node, which their controllers recreate
+// elsewhere: no orphan on either side.
+const Finalizer = v1alpha1.GroupName + "/cleanup"
+
+// cleanupDeadline bounds the cleanup of an unreachable target: the Target
+// goes anyway, with an Event saying what may be left there.
+const cleanupDeadline = 2 * time.Minute
+
+// Reasons of cleanup Events.
+const (
+	ReasonCleanedUp        = "CleanedUp"
+	ReasonCleanupAbandoned = "CleanupAbandoned"
+)
+
+func hasFinalizer(obj metav1.Object) bool {
+	for _, f := range obj.GetFinalizers() {
+		if f == Finalizer {
+			return true
+		}
+	}
+	return false
+}
+
+// finalize handles a Target being deleted.
+func (r *Registry) finalize(ctx context.Context, ref Ref, obj metav1.Object) (controller.Result, error) {
+	if !r.opts.WriteStatus || !hasFinalizer(obj) {
+		// The scheduler's registry just stops using the target.
+		r.remove(ref)
+		return controller.Result{}, nil
+	}
+	logger := klog.FromContext(ctx)
+	t := r.Get(ref)
+	var err error
+	if t == nil {
+		err = fmt.Errorf("the target is not connected")
+	} else {
+		err = r.cleanup(ctx, t)
+	}
+	if err != nil {
+		if time.Since(obj.GetDeletionTimestamp().Time) < cleanupDeadline {
+			logger.Info("Cleanup of a deleted target failed, retrying", "target", ref.String(), "err", err.Error())
+			return controller.Result{RequeueAfter: 5 * time.Second}, nil
+		}
+		r.event(obj, metav1.ConditionFalse, ReasonCleanupAbandoned,
+			fmt.Sprintf("could not remove this source's PodChaperons from the target within %s (%v); delegates may be left there", cleanupDeadline, err))
+	} else {
+		r.event(obj, metav1.ConditionTrue, ReasonCleanedUp, "removed this source's PodChaperons from the target and the proxies bound to its virtual node")
+	}
+	// Proxies on the virtual node are deleted even when the target is
+	// gone, so that their controllers recreate them elsewhere.
+	if err := r.deleteProxies(ctx, ref); err != nil {
+		return controller.Result{}, err
+	}
+	r.remove(ref)
+	if err := r.setFinalizer(ctx, obj, false); err != nil {
+		return controller.Result{}, err
+	}
+	return controller.Result{}, nil
+}
+
+// cleanup deletes this source's PodChaperons in the target's scope.
+func (r *Registry) cleanup(ctx context.Context, t *Target) error {
+	client := t.MCClient.MulticlusterV1alpha1().PodChaperons(t.Scope)
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelParentClusterName + "=" + names.Fit(r.opts.SourceClusterName, names.MaxLabel)})
+	if err != nil {
+		return describe(err)
+	}
+	for _, c := range list.Items {
+		if err := client.Delete(ctx, c.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteProxies deletes the pods bound to the target's virtual node, with
+// no grace period: nothing runs them any more.
+func (r *Registry) deleteProxies(ctx context.Context, ref Ref) error {
+	pods, err := r.localKube.CoreV1().Pods(ref.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + ref.VirtualNodeName()})
+	if err != nil {
+		return err
+	}
+	zero := int64(0)
+	for _, p := range pods.Items {
+		err := r.localKube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// setFinalizer adds or removes Finalizer, by a JSON merge patch on the
+// finalizers alone.
+func (r *Registry) setFinalizer(ctx context.Context, obj metav1.Object, add bool) error {
+	var finalizers []string
+	for _, f := range obj.GetFinalizers() {
+		if f != Finalizer {
+			finalizers = append(finalizers, f)
+		}
+	}
+	if add {
+		finalizers = append(finalizers, Finalizer)
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers": finalizers, "resourceVersion": obj.GetResourceVersion(),
+	}})
+	if err != nil {
+		return err
+	}
+	switch obj.(type) {
+	case *v1alpha1.Target:
+		_, err = r.localMC.MulticlusterV1alpha1().Targets(obj.GetNamespace()).Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{})
+	case *v1alpha1.ClusterTarget:
+		_, err = r.localMC.MulticlusterV1alpha1().ClusterTargets().Patch(ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{})
+	}
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
 
 // targetSpec is what Targets and ClusterTargets have in common.
 type targetSpec struct {
@@ -364,7 +500,7 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	t.Chaperons = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0,
 		mcinformers.WithNamespace(t.Scope),
 		mcinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = v1alpha1.LabelParentClusterName + "=" + r.opts.SourceClusterName
+			o.LabelSelector = v1alpha1.LabelParentClusterName + "=" + names.Fit(r.opts.SourceClusterName, names.MaxLabel)
 		}))
 	t.Summaries = mcinformers.NewSharedInformerFactory(watchMC, 0)
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
