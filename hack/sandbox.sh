@@ -131,6 +131,12 @@ EOF
 		# --node-lease-duration-seconds: a restarted kwok controller takes over
 		# the fake nodes when their leases expire; keep that short (outage
 		# tests stop and start clusters).
+		# --enable-crds: kwok's logs, attach, exec and port-forward rules as
+		# API objects (hack/sandbox/kwok-debugging.yaml, and per pod in tests).
+		# kubelet-client-*: the API server authenticates to kubelets with a
+		# client certificate, as kubeadm sets it up, so that the delegator's
+		# kubelet endpoint can authenticate and authorize it (kwok's
+		# kwok-admin, in system:masters; kwok ignores it).
 		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
 			--node-lease-duration-seconds 40 \
@@ -141,6 +147,9 @@ EOF
 			--etcd-binary "$BIN/etcd" \
 			--kwok-controller-binary "$BIN/kwok" \
 			--extra-args kwok-controller=manage-all-nodes=false \
+			--enable-crds Logs,ClusterLogs,Attach,ClusterAttach,Exec,ClusterExec,PortForward,ClusterPortForward \
+			--extra-args "kube-apiserver=kubelet-client-certificate=$KWOK_WORKDIR/clusters/$name/pki/admin.crt" \
+			--extra-args "kube-apiserver=kubelet-client-key=$KWOK_WORKDIR/clusters/$name/pki/admin.key" \
 			--kubeconfig "$dir/kwokctl.kubeconfig" \
 			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
 			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
@@ -267,6 +276,17 @@ ensure_delegator() {
 	local i=$1 dir pidfile
 	dir=$(cluster_dir "$i")
 	pidfile=$dir/delegator.pid
+	# Delegates run on kwok's fake nodes: what they answer to logs, attach,
+	# exec and port-forward, which the delegator's kubelet endpoint relays
+	# from proxy pods. Clusters created before kwokctl enabled these kinds
+	# have none: `hack/sandbox.sh down` and up again to get them.
+	if kc "$i" get crd clusterlogs.kwok.x-k8s.io >/dev/null 2>&1; then
+		printf '2026-01-01T00:00:00.000000000Z stdout F hello from cluster%s\n' "$i" >"$dir/delegate.log"
+		sed -e "s|@LOGS_FILE@|$dir/delegate.log|g" -e "s|@CLUSTER@|cluster$i|g" "$ROOT/hack/sandbox/kwok-debugging.yaml" |
+			kc "$i" apply -f - >/dev/null
+	else
+		log "cluster$i: no kwok logs/exec kinds (an older sandbox): kubectl logs and exec on delegates will fail"
+	fi
 	if alive "$pidfile" && [[ $pidfile -nt $BIN/admiralty-delegator ]]; then
 		return 0
 	fi
@@ -282,6 +302,8 @@ ensure_delegator() {
 		--cluster-name "cluster$i" \
 		--namespace admiralty \
 		--health-addr "127.0.0.1:$(health_port "$i")" \
+		--kubelet-addr "127.0.0.1:$(kubelet_port "$i")" \
+		--kubelet-advertise-address 127.0.0.1 \
 		--webhook-addr "127.0.0.1:$(webhook_port "$i")" \
 		--webhook-url "https://127.0.0.1:$(webhook_port "$i")/mutate-pods" \
 		--leader-elect-lease-duration 15s \

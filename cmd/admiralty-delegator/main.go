@@ -10,6 +10,7 @@ import (
 	"admiralty.io/multicluster-scheduler/delegator/chaperon"
 	"admiralty.io/multicluster-scheduler/delegator/clustersummary"
 	"admiralty.io/multicluster-scheduler/delegator/feedback"
+	"admiralty.io/multicluster-scheduler/delegator/kubelet"
 	"admiralty.io/multicluster-scheduler/delegator/source"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 	"admiralty.io/multicluster-scheduler/delegator/webhook"
@@ -21,6 +22,9 @@ func main() {
 	os.Exit(cli.Run(app.NewCommandWithServers(servers,
 		webhook.NewManager,
 		virtualnode.NewController,
+		// The virtual nodes' kubelet endpoint: on the leader, whose address
+		// the virtual nodes advertise.
+		kubelet.NewServer,
 		feedback.NewController,
 		source.NewController,
 		chaperon.NewController,

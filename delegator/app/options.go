@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,15 @@ type Options struct {
 	// replicas' WebhookAddr, for in-cluster installs.
 	WebhookService string
 
+	// KubeletAddr is where the leader serves the virtual nodes' kubelet
+	// endpoint (HTTPS): the API server calls it for logs, exec, attach and
+	// port-forward on proxy pods, which it relays to their delegates.
+	KubeletAddr string
+	// KubeletAdvertiseAddress is the IP that the virtual nodes advertise
+	// (InternalIP, with KubeletAddr's port): the leader's own, since only
+	// the leader serves.
+	KubeletAdvertiseAddress string
+
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
 	Logging        *logging.Options
 }
@@ -81,6 +91,8 @@ func NewOptions() *Options {
 		ClusterSummaryInterval:   time.Second,
 		WebhookAddr:              ":9443",
 		WebhookService:           "admiralty/admiralty-webhook",
+		KubeletAddr:              ":10250",
+		KubeletAdvertiseAddress:  kubeletAdvertiseAddress(),
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:   true,
 			LeaseDuration: metav1.Duration{Duration: 15 * time.Second},
@@ -108,6 +120,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookAddr, "webhook-addr", o.WebhookAddr, "Address where every replica serves the pod admission webhook (HTTPS; the certificate is issued by the delegator and kept in a Secret of --namespace).")
 	fs.StringVar(&o.WebhookURL, "webhook-url", o.WebhookURL, "URL the API server calls the webhook at (https://HOST:PORT/mutate-pods), for a delegator outside the cluster. Empty: --webhook-service.")
 	fs.StringVar(&o.WebhookService, "webhook-service", o.WebhookService, "namespace/name of the Service in front of the delegator's webhook port (443 on the Service), used when --webhook-url is empty.")
+	fs.StringVar(&o.KubeletAddr, "kubelet-addr", o.KubeletAddr, "Address where the leader serves the virtual nodes' kubelet endpoint (HTTPS, self-signed): logs, exec, attach and port-forward on proxy pods.")
+	fs.StringVar(&o.KubeletAdvertiseAddress, "kubelet-advertise-address", o.KubeletAdvertiseAddress, "IP the virtual nodes advertise as InternalIP, where the API server reaches --kubelet-addr's port (default $POD_IP, else 127.0.0.1).")
 	options.BindLeaderElectionFlags(&o.LeaderElection, fs)
 	o.Logging.AddFlags(fs)
 }
@@ -137,6 +151,12 @@ func (o *Options) Validate() error {
 	}
 	if err := o.validateWebhook(); err != nil {
 		return err
+	}
+	if _, err := o.KubeletPort(); err != nil {
+		return err
+	}
+	if net.ParseIP(o.KubeletAdvertiseAddress) == nil {
+		return fmt.Errorf("--kubelet-advertise-address %q: want an IP", o.KubeletAdvertiseAddress)
 	}
 	le := o.LeaderElection
 	if le.LeaderElect {
@@ -173,4 +193,27 @@ func (o *Options) validateWebhook() error {
 		return fmt.Errorf("--webhook-service %q: want NAMESPACE/NAME of a Service", o.WebhookService)
 	}
 	return nil
+}
+
+// kubeletAdvertiseAddress defaults to the pod's IP (downward API), where
+// the API server can reach this replica.
+func kubeletAdvertiseAddress() string {
+	if ip := os.Getenv("POD_IP"); ip != "" {
+		return ip
+	}
+	return "127.0.0.1"
+}
+
+// KubeletPort is the port of --kubelet-addr, which the virtual nodes
+// advertise.
+func (o *Options) KubeletPort() (int32, error) {
+	_, p, err := net.SplitHostPort(o.KubeletAddr)
+	if err != nil {
+		return 0, fmt.Errorf("--kubelet-addr %q: %v", o.KubeletAddr, err)
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 {
+		return 0, fmt.Errorf("--kubelet-addr %q: want a port number", o.KubeletAddr)
+	}
+	return int32(port), nil
 }

@@ -24,6 +24,9 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{name: "a webhook URL with a query is refused", mutate: func(o *Options) { o.WebhookURL = "https://127.0.0.1:9443/mutate-pods?x=1" }, wantErr: "--webhook-url"},
 		{name: "an HTTPS webhook URL is valid", mutate: func(o *Options) { o.WebhookURL = "https://127.0.0.1:9443/mutate-pods" }},
 		{name: "a webhook service without a namespace is refused", mutate: func(o *Options) { o.WebhookService = "admiralty-webhook" }, wantErr: "--webhook-service"},
+		{name: "a kubelet address without a port is refused", mutate: func(o *Options) { o.KubeletAddr = "127.0.0.1" }, wantErr: "--kubelet-addr"},
+		{name: "a kubelet address with a named port is refused", mutate: func(o *Options) { o.KubeletAddr = ":kubelet" }, wantErr: "--kubelet-addr"},
+		{name: "a kubelet advertise address that is a host name is refused", mutate: func(o *Options) { o.KubeletAdvertiseAddress = "delegator.local" }, wantErr: "--kubelet-advertise-address"},
 		{name: "timing checks do not apply without leader election", mutate: func(o *Options) {
 			o.LeaderElection.LeaderElect = false
 			o.LeaderElection.RetryPeriod.Duration = time.Hour

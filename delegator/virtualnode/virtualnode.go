@@ -429,8 +429,17 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	nodes := d.KubeInformers.Core().V1().Nodes().Informer()
 	ti := d.MCInformers.Multicluster().V1alpha1().Targets()
 	ci := d.MCInformers.Multicluster().V1alpha1().ClusterTargets()
+	// The nodes advertise the leader's kubelet endpoint (delegator/kubelet),
+	// so that the API server calls it for logs and exec on proxy pods.
+	// Validate has checked the port already.
+	kubeletPort, err := d.Options.KubeletPort()
+	if err != nil {
+		return nil, err
+	}
 	return New(Options{
 		LeaseDurationSeconds: int32(d.Options.VirtualNodeLeaseDuration / time.Second),
 		PingInterval:         d.Options.VirtualNodeLeaseDuration / 4,
+		KubeletPort:          kubeletPort,
+		KubeletAddress:       d.Options.KubeletAdvertiseAddress,
 	}, d.Client, d.Targets, nodes, ti.Lister(), ci.Lister(), ti.Informer().HasSynced, ci.Informer().HasSynced), nil
 }

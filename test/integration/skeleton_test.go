@@ -216,6 +216,9 @@ func startDelegator(t *testing.T, c *Cluster, args ...string) *delegatorProcess 
 		// that if it leads it applies the same webhook configuration.
 		"--webhook-addr", "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		"--webhook-url", fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", c.WebhookPort),
+		// Its own kubelet endpoint: the default :10250 may be taken, and a
+		// leader that cannot listen there stops.
+		"--kubelet-addr", "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		"--leader-elect-retry-period", "500ms",
 		"--log-format", "console",
 	}, args...)...)
