@@ -91,7 +91,7 @@ func (e *httpError) Error() string { return e.err.Error() }
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	review, result, err := h.serve(r)
+	review, result, err := h.serve(w, r)
 	requests.WithLabelValues(result).Inc()
 	requestDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -111,13 +111,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve decodes the review and answers it. An error means no answer: the
 // request is malformed (400) or the webhook cannot decide (500).
-func (h *Handler) serve(r *http.Request) (*admissionv1.AdmissionReview, string, error) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionReview, string, error) {
 	logger := h.logger
 	if r.Method != http.MethodPost {
 		logger.Info("Refused a request", "method", r.Method, "path", r.URL.Path, "remoteAddr", r.RemoteAddr)
 		return nil, resultError, &httpError{http.StatusMethodNotAllowed, fmt.Errorf("method %s: want POST", r.Method)}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 	if err != nil {
 		logger.Info("Refused a request: cannot read its body", "remoteAddr", r.RemoteAddr, "err", err)
 		return nil, resultError, &httpError{http.StatusBadRequest, fmt.Errorf("reading the request: %w", err)}

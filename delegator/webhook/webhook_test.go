@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/component-base/metrics/testutil"
+	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
@@ -250,4 +251,37 @@ func TestHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzHandler sends arbitrary bodies: the handler must never panic, and
+// must answer every body with a review or a client or server error.
+// Run with: go test ./delegator/webhook -run '^$' -fuzz FuzzHandler -fuzztime 30s
+// -fuzzminimizetime 2s (minimizing the large seeds dominates otherwise).
+func FuzzHandler(f *testing.F) {
+	t := &testing.T{}
+	f.Add(review(t, "enabled", testPod(map[string]string{v1alpha1.AnnotationElect: ""})))
+	f.Add(review(t, "all", testPod(nil)))
+	f.Add(review(t, "enabled", testPod(nil, func(p *corev1.Pod) { p.Spec.NodeName = "n" })))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"version":"v1","kind":"Pod"},"namespace":"enabled","operation":"CREATE","object":null}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"annotations":{"multicluster.admiralty.io/elect":""}}}}}`))
+	h := NewHandler(klog.Background().V(10), getNamespace)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body)))
+		switch rec.Code {
+		case http.StatusOK:
+			out := &admissionv1.AdmissionReview{}
+			if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil || out.Response == nil {
+				t.Fatalf("200 without a review: %s", rec.Body)
+			}
+			if out.Response.Patch != nil {
+				if _, err := jsonpatch.DecodePatch(out.Response.Patch); err != nil {
+					t.Fatalf("invalid patch %s: %v", out.Response.Patch, err)
+				}
+			}
+		case http.StatusBadRequest, http.StatusInternalServerError:
+		default:
+			t.Fatalf("status %d", rec.Code)
+		}
+	})
 }
