@@ -37,6 +37,7 @@ import (
 func TestKubelet(t *testing.T) {
 	c1, c2 := sandbox.Clusters[0], sandbox.Clusters[1]
 	ctx := testContext(t, 6*time.Minute)
+	requireKubeletSandbox(t, c1, c2)
 	ns := "kubelet-" + rand.String(5)
 	createNamespace(t, c1, ns)
 	createNamespace(t, c2, ns)
@@ -330,6 +331,23 @@ spec:
 		_, err := c2.Client.CoreV1().Pods(ns).Get(ctx, delegate.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err), nil
 	})
+}
+
+// requireKubeletSandbox fails at once, saying why, on a sandbox whose
+// clusters were created before hack/sandbox.sh gave kube-apiserver a
+// kubelet client certificate and enabled kwok's logs and exec kinds (both
+// apply at creation only), rather than after minutes of Unauthorized.
+func requireKubeletSandbox(t *testing.T, src, dst *Cluster) {
+	t.Helper()
+	conf, err := os.ReadFile(filepath.Join(src.KwokWorkdir, "kwok.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, crdErr := dst.Client.Discovery().ServerResourcesForGroupVersion("kwok.x-k8s.io/v1alpha1")
+	if !strings.Contains(string(conf), "--kubelet-client-certificate=") || crdErr != nil {
+		t.Fatalf("this sandbox's clusters predate the kubelet endpoint's settings (kube-apiserver --kubelet-client-certificate: %v; kwok's kinds in %s: %v): remove it (hack/sandbox.sh down with its SANDBOX_* variables) and run again",
+			strings.Contains(string(conf), "--kubelet-client-certificate="), dst.Context, crdErr)
+	}
 }
 
 // rfc3339NanoFixed is how the kubelet prints log timestamps (and how CRI
