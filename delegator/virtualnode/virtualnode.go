@@ -115,6 +115,23 @@ func New(opts Options, client kubernetes.Interface, registry *targets.Registry, 
 	return c
 }
 
+// WatchTargets enqueues the virtual node of every Target or ClusterTarget
+// event: a Target that finishes deleting (its finalizer removed after the
+// registry let it go) must take its node with it.
+func (c *Controller) WatchTargets(informers ...cache.SharedIndexInformer) {
+	for _, inf := range informers {
+		_, _ = inf.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
+			switch t := obj.(type) {
+			case *v1alpha1.Target:
+				return []string{targets.Ref{Namespace: t.Namespace, Name: t.Name}.VirtualNodeName()}
+			case *v1alpha1.ClusterTarget:
+				return []string{targets.Ref{Name: t.Name}.VirtualNodeName()}
+			}
+			return nil
+		}))
+	}
+}
+
 // Name of the control loop.
 func (c *Controller) Name() string { return c.controller.Name() }
 
@@ -158,14 +175,19 @@ func (c *Controller) TargetRemoved(t *targets.Target) {
 
 func (c *Controller) wantedRefs() []targets.Ref {
 	var refs []targets.Ref
+	// A Target being deleted wants no node any more.
 	if list, err := c.targets.List(labels.Everything()); err == nil {
 		for _, t := range list {
-			refs = append(refs, targets.Ref{Namespace: t.Namespace, Name: t.Name})
+			if t.DeletionTimestamp == nil {
+				refs = append(refs, targets.Ref{Namespace: t.Namespace, Name: t.Name})
+			}
 		}
 	}
 	if list, err := c.clusters.List(labels.Everything()); err == nil {
 		for _, t := range list {
-			refs = append(refs, targets.Ref{Name: t.Name})
+			if t.DeletionTimestamp == nil {
+				refs = append(refs, targets.Ref{Name: t.Name})
+			}
 		}
 	}
 	return refs
@@ -436,10 +458,12 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	if err != nil {
 		return nil, err
 	}
-	return New(Options{
+	c := New(Options{
 		LeaseDurationSeconds: int32(d.Options.VirtualNodeLeaseDuration / time.Second),
 		PingInterval:         d.Options.VirtualNodeLeaseDuration / 4,
 		KubeletPort:          kubeletPort,
 		KubeletAddress:       d.Options.KubeletAdvertiseAddress,
-	}, d.Client, d.Targets, nodes, ti.Lister(), ci.Lister(), ti.Informer().HasSynced, ci.Informer().HasSynced), nil
+	}, d.Client, d.Targets, nodes, ti.Lister(), ci.Lister(), ti.Informer().HasSynced, ci.Informer().HasSynced)
+	c.WatchTargets(ti.Informer(), ci.Informer())
+	return c, nil
 }

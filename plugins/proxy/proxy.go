@@ -50,6 +50,7 @@ const (
 	ErrReasonNoTarget        = "no connected target behind this virtual node"
 	ErrReasonNoSummary       = "the target has not published its ClusterSummary yet"
 	ErrReasonPinned          = "pinned elsewhere by " + v1alpha1.AnnotationClusterName
+	ErrReasonOtherNamespace  = "serves another namespace: Target"
 	ErrReasonRecentlyRefused = "the target refused this pod recently"
 )
 
@@ -281,6 +282,11 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	p.mu.Unlock()
 	if t == nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoTarget)
+	}
+	if t.Scope != "" && t.Scope != pod.Namespace {
+		// A Target serves the pods of its own namespace only: its source
+		// identity may act in that namespace of the target, nowhere else.
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("%s %s/%s", ErrReasonOtherNamespace, t.Scope, t.Ref.Name))
 	}
 	if pin := s.source.Annotations[v1alpha1.AnnotationClusterName]; pin != "" && pin != t.Ref.Name {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("%s=%s", ErrReasonPinned, pin))

@@ -159,3 +159,20 @@ func TestArgsValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestFilterKeepsNamespacedTargetsToTheirNamespace(t *testing.T) {
+	target := &targets.Target{Ref: targets.Ref{Namespace: "team-a", Name: "c2"}, Scope: "team-a"}
+	p := &Plugin{byNode: map[string]*targets.Target{target.Ref.VirtualNodeName(): target}}
+	ni := framework.NewNodeInfo()
+	ni.SetNode(&v1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:   target.Ref.VirtualNodeName(),
+		Labels: map[string]string{v1alpha1.LabelVirtualKubeletProvider: v1alpha1.ProviderName},
+	}})
+	state := framework.NewCycleState()
+	source := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b"}}
+	state.Write(stateKey, &cycleState{source: source, scores: map[string]int64{}})
+	got := p.Filter(context.Background(), state, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b"}}, ni)
+	if got.Code() != fwk.UnschedulableAndUnresolvable || !strings.Contains(got.Message(), ErrReasonOtherNamespace) {
+		t.Errorf("Filter() = %v, want UnschedulableAndUnresolvable %q", got, ErrReasonOtherNamespace)
+	}
+}

@@ -213,13 +213,47 @@ spec:
 		return apierrors.IsNotFound(err), fmt.Sprint(err), nil
 	})
 
-	// Deleting a Target removes its virtual node.
+	// A pod pinned to c3, then c3's Target deleted: its virtual node, the
+	// proxy, the chaperon and the delegate in cluster3 all go.
+	kubectlApply(t, c1, fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pinned
+  namespace: %s
+  annotations:
+    multicluster.admiralty.io/elect: ""
+    multicluster.admiralty.io/clustername: c3
+spec:
+  containers:
+  - name: main
+    image: busybox
+`, ns))
+	eventually(ctx, t, "the pinned pod runs in cluster3", func(ctx context.Context) (bool, string, error) {
+		p, err := c1.Client.CoreV1().Pods(ns).Get(ctx, "pinned", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		return p.Spec.NodeName == vnode("c3") && p.Status.Phase == corev1.PodRunning, p.Spec.NodeName + " " + string(p.Status.Phase), nil
+	})
 	if err := mc1.MulticlusterV1alpha1().Targets(ns).Delete(ctx, "c3", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(ctx, t, "deleting a Target removes its virtual node", func(ctx context.Context) (bool, string, error) {
-		_, err := c1.Client.CoreV1().Nodes().Get(ctx, vnode("c3"), metav1.GetOptions{})
-		return apierrors.IsNotFound(err), fmt.Sprint(err), nil
+	eventually(ctx, t, "deleting a Target removes its virtual node and leaves no orphan", func(ctx context.Context) (bool, string, error) {
+		_, nodeErr := c1.Client.CoreV1().Nodes().Get(ctx, vnode("c3"), metav1.GetOptions{})
+		_, proxyErr := c1.Client.CoreV1().Pods(ns).Get(ctx, "pinned", metav1.GetOptions{})
+		chaperons, err := versioned.NewForConfigOrDie(c3.Config).MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		delegates, err := c3.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelParentUID})
+		if err != nil {
+			return false, "", err
+		}
+		_, targetErr := mc1.MulticlusterV1alpha1().Targets(ns).Get(ctx, "c3", metav1.GetOptions{})
+		msg := fmt.Sprintf("node: %v, proxy: %v, target: %v, chaperons in cluster3: %d, delegates: %d", nodeErr, proxyErr, targetErr, len(chaperons.Items), len(delegates.Items))
+		return apierrors.IsNotFound(nodeErr) && apierrors.IsNotFound(proxyErr) && apierrors.IsNotFound(targetErr) &&
+			len(chaperons.Items) == 0 && len(delegates.Items) == 0, msg, nil
 	})
 	// Clean up while the targets are connected, so delegates go with their
 	// proxies.

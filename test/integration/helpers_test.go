@@ -48,6 +48,12 @@ func namespace(t *testing.T, c *Cluster, prefix string, labels map[string]string
 func eventually(ctx context.Context, t *testing.T, what string, cond func(ctx context.Context) (bool, string, error)) {
 	t.Helper()
 	var last string
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > 5*time.Second {
+			t.Logf("%s: took %s", what, d.Round(time.Millisecond))
+		}
+	}()
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		ok, msg, err := cond(ctx)
 		last = msg
