@@ -37,27 +37,10 @@ func TestGettingStarted(t *testing.T) {
 		createNamespace(t, c, ns)
 	}
 
-	for _, c := range []*Cluster{c2, c3} {
-		kubectlApply(t, c, fmt.Sprintf(`
-apiVersion: multicluster.admiralty.io/v1alpha1
-kind: Source
-metadata:
-  name: c1
-  namespace: %s
-spec:
-  serviceAccountName: c1
-`, ns))
-	}
-
-	// The seed's commands, verbatim but for the contexts' kubeconfig.
-	shell(t, ctx, fmt.Sprintf(`
-NAMESPACE=%s
-until SECRET_NAME=$(kubectl --context "cluster2" get serviceaccount c1 --namespace "$NAMESPACE" --output json | jq -er '.secrets[0].name') &&
-  TOKEN=$(kubectl --context "cluster2" get secret $SECRET_NAME --namespace "$NAMESPACE" --output json | jq -er '.data.token' | base64 --decode) &&
-  [ -n "$TOKEN" ]; do sleep 0.5; done
-CONFIG=$(kubectl --context "cluster2" config view --minify --raw --output json | jq '.users[0].user={token:"'$TOKEN'"}')
-kubectl --context "cluster1" create secret generic c2 --namespace "$NAMESPACE" --from-literal=config="$CONFIG"
-`, ns))
+	applySource(t, c2, ns)
+	applySource(t, c3, ns)
+	// The seed's commands, verbatim but for waiting on the token.
+	exchangeWithKubectlAndJq(t, ctx, ns, "cluster2", "c2")
 	// And the one-pipe replacement of kubemcsa export.
 	shell(t, ctx, fmt.Sprintf(`
 until kubectl admiralty export c1 --context cluster3 -n %[1]s --as c3 >/dev/null; do sleep 0.5; done

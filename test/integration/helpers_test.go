@@ -83,3 +83,33 @@ func summarizeEvents(events []corev1.Event) string {
 }
 
 func mustParse(q string) resource.Quantity { return resource.MustParse(q) }
+
+// applySource creates Source c1 in namespace ns of cluster c: the identity
+// cluster1 uses there, as in the seed's Getting Started.
+func applySource(t *testing.T, c *Cluster, ns string) {
+	t.Helper()
+	kubectlApply(t, c, fmt.Sprintf(`
+apiVersion: multicluster.admiralty.io/v1alpha1
+kind: Source
+metadata:
+  name: c1
+  namespace: %s
+spec:
+  serviceAccountName: c1
+`, ns))
+}
+
+// exchangeWithKubectlAndJq runs the seed's service account exchange,
+// verbatim but for waiting on the token: Secret secretName in cluster1
+// holds a kubeconfig for Source c1's identity in cluster `context`.
+func exchangeWithKubectlAndJq(t *testing.T, ctx context.Context, ns, context, secretName string) {
+	t.Helper()
+	shell(t, ctx, fmt.Sprintf(`
+NAMESPACE=%s
+until SECRET_NAME=$(kubectl --context "%s" get serviceaccount c1 --namespace "$NAMESPACE" --output json | jq -er '.secrets[0].name') &&
+  TOKEN=$(kubectl --context "%[2]s" get secret $SECRET_NAME --namespace "$NAMESPACE" --output json | jq -er '.data.token' | base64 --decode) &&
+  [ -n "$TOKEN" ]; do sleep 0.5; done
+CONFIG=$(kubectl --context "%[2]s" config view --minify --raw --output json | jq '.users[0].user={token:"'$TOKEN'"}')
+kubectl --context "cluster1" create secret generic %[3]s --namespace "$NAMESPACE" --from-literal=config="$CONFIG"
+`, ns, context, secretName))
+}

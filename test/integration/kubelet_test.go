@@ -43,23 +43,8 @@ func TestKubelet(t *testing.T) {
 	createNamespace(t, c2, ns)
 
 	// Getting Started between cluster1 (source) and cluster2 (target).
-	kubectlApply(t, c2, fmt.Sprintf(`
-apiVersion: multicluster.admiralty.io/v1alpha1
-kind: Source
-metadata:
-  name: c1
-  namespace: %s
-spec:
-  serviceAccountName: c1
-`, ns))
-	shell(t, ctx, fmt.Sprintf(`
-NAMESPACE=%s
-until SECRET_NAME=$(kubectl --context cluster2 get serviceaccount c1 --namespace "$NAMESPACE" --output json | jq -er '.secrets[0].name') &&
-  TOKEN=$(kubectl --context cluster2 get secret $SECRET_NAME --namespace "$NAMESPACE" --output json | jq -er '.data.token' | base64 --decode) &&
-  [ -n "$TOKEN" ]; do sleep 0.5; done
-CONFIG=$(kubectl --context cluster2 config view --minify --raw --output json | jq '.users[0].user={token:"'$TOKEN'"}')
-kubectl --context cluster1 create secret generic c2 --namespace "$NAMESPACE" --from-literal=config="$CONFIG"
-`, ns))
+	applySource(t, c2, ns)
+	exchangeWithKubectlAndJq(t, ctx, ns, "cluster2", "c2")
 	kubectlApply(t, c1, fmt.Sprintf(`
 apiVersion: multicluster.admiralty.io/v1alpha1
 kind: Target

@@ -40,15 +40,7 @@ func TestSourceGrantsANamespacedIdentity(t *testing.T) {
 	other := namespace(t, c2, "src-other", nil)
 	ns1 := namespace(t, c1, "src", nil)
 
-	kubectlApply(t, c2, fmt.Sprintf(`
-apiVersion: multicluster.admiralty.io/v1alpha1
-kind: Source
-metadata:
-  name: c1
-  namespace: %s
-spec:
-  serviceAccountName: c1
-`, ns))
+	applySource(t, c2, ns)
 	cond := waitSourceCondition(ctx, t, mc2, ns, "c1", metav1.ConditionTrue, source.ReasonAuthorized)
 	waitEvent(ctx, t, c2, ns, "Source", "c1", source.ReasonAuthorized)
 	src, err := mc2.MulticlusterV1alpha1().Sources(ns).Get(ctx, "c1", metav1.GetOptions{})
