@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 
-	"admiralty.io/multicluster-scheduler/plugins/proxy"
+	"admiralty.io/multicluster-scheduler/proxypod"
 )
 
 // kube-scheduler-admiralty is really each cluster's scheduler: the process
@@ -84,7 +84,9 @@ func TestEachClusterIsScheduledByKubeSchedulerAdmiralty(t *testing.T) {
 					return false, "", err
 				}
 				for _, e := range events {
-					if e.Reason == "FailedScheduling" && strings.Contains(e.Message, proxy.ErrReasonNotVirtual) {
+					// An unlabeled namespace: no webhook made this pod a proxy, and
+					// AdmiraltyProxy says so (no upstream plugin would).
+					if e.Reason == "FailedScheduling" && strings.Contains(e.Message, proxypod.ErrNotProxy.Error()) {
 						return true, "", nil
 					}
 				}
