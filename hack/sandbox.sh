@@ -341,14 +341,23 @@ down() {
 		stop_pid "$dir/delegator.pid"
 	done
 	if [[ -d $KWOK_WORKDIR/clusters ]]; then
+		# Stop every component of every cluster by pid, all at once, and wait
+		# for them to exit, so that their ports are free for the next
+		# sandbox; kwokctl then removes the rest.
+		local pids=() f pid
+		for f in "$KWOK_WORKDIR"/clusters/*/pids/*.pid; do
+			[[ -f $f ]] && alive "$f" && pids+=("$(cat "$f")")
+		done
+		((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null || true
+		for _ in $(seq 100); do
+			local left=0
+			for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+			((left)) || break
+			sleep 0.1
+		done
+		((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null || true
 		for name in $(ls "$KWOK_WORKDIR/clusters"); do
 			log "deleting $name"
-			# Stop every component by pid and wait for it to exit, so that
-			# its ports are free for the next sandbox; kwokctl then removes
-			# the rest.
-			for f in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
-				[[ -f $f ]] && stop_pid "$f"
-			done
 			"$KWOKCTL" delete cluster --name "$name" >/dev/null 2>&1 || true
 		done
 	fi
