@@ -23,6 +23,13 @@ const (
 // accidental collision between two long names of one namespace negligible.
 const hashLength = 10
 
+// Hash returns the first n hex digits of the SHA-256 of s: a short,
+// stable suffix that tells generated names apart.
+func Hash(s string, n int) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:n]
+}
+
 // Fit returns name unchanged if it has at most max characters; otherwise its
 // first characters, a dash and a hash of the whole name, max characters in
 // all. The result never ends with a dash or a dot before the hash.
@@ -30,8 +37,7 @@ func Fit(name string, max int) string {
 	if len(name) <= max {
 		return name
 	}
-	sum := sha256.Sum256([]byte(name))
-	suffix := hex.EncodeToString(sum[:])[:hashLength]
+	suffix := Hash(name, hashLength)
 	prefix := strings.TrimRight(name[:max-hashLength-1], "-.")
 	return prefix + "-" + suffix
 }

@@ -150,6 +150,7 @@ type Registry struct {
 
 	mu       sync.Mutex
 	live     map[Ref]*Target
+	byNode   map[string]*Target
 	handlers []Handler
 }
 
@@ -167,6 +168,7 @@ func NewRegistry(opts Options, localKube kubernetes.Interface, localMC versioned
 		localKube: localKube,
 		localMC:   localMC,
 		live:      map[Ref]*Target{},
+		byNode:    map[string]*Target{},
 	}
 	r.controller = controller.New("targets", 2, r.reconcile)
 	ti := factory.Multicluster().V1alpha1().Targets()
@@ -209,6 +211,13 @@ func (r *Registry) Get(ref Ref) *Target {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.live[ref]
+}
+
+// ByVirtualNode returns the live target whose virtual node is name, or nil.
+func (r *Registry) ByVirtualNode(name string) *Target {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byNode[name]
 }
 
 // List returns the live targets, sorted by Ref.
@@ -346,7 +355,7 @@ func (r *Registry) finalize(ctx context.Context, ref Ref, obj metav1.Object) (co
 // cleanup deletes this source's PodChaperons in the target's scope.
 func (r *Registry) cleanup(ctx context.Context, t *Target) error {
 	client := t.MCClient.MulticlusterV1alpha1().PodChaperons(t.Scope)
-	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelParentClusterName + "=" + names.Fit(r.opts.SourceClusterName, names.MaxLabel)})
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: r.chaperonSelector()})
 	if err != nil {
 		return describe(err)
 	}
@@ -500,11 +509,12 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	t.Chaperons = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0,
 		mcinformers.WithNamespace(t.Scope),
 		mcinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = v1alpha1.LabelParentClusterName + "=" + names.Fit(r.opts.SourceClusterName, names.MaxLabel)
+			o.LabelSelector = r.chaperonSelector()
 		}))
 	t.Summaries = mcinformers.NewSharedInformerFactory(watchMC, 0)
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.live[ref] = t
+	r.byNode[ref.VirtualNodeName()] = t
 	klog.FromContext(ctx).Info("Target connected", "target", ref.String(), "self", spec.self, "host", cfg.Host)
 	for _, h := range r.handlers {
 		h.TargetAdded(t)
@@ -523,12 +533,19 @@ func (r *Registry) remove(ref Ref) {
 
 func (r *Registry) removeLocked(ref Ref, t *Target) {
 	delete(r.live, ref)
+	delete(r.byNode, ref.VirtualNodeName())
 	for _, h := range r.handlers {
 		h.TargetRemoved(t)
 	}
 	t.cancel()
 	t.Chaperons.Shutdown()
 	t.Summaries.Shutdown()
+}
+
+// chaperonSelector selects the PodChaperons this source created in a
+// target (label values are fitted to 63 characters, as MakeChaperon does).
+func (r *Registry) chaperonSelector() string {
+	return v1alpha1.LabelParentClusterName + "=" + names.Fit(r.opts.SourceClusterName, names.MaxLabel)
 }
 
 // Check asks the target whether it answers and authorizes this source, the

@@ -157,11 +157,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	var bound *targets.Target
 	live := c.registry.List()
 	if pod != nil && pod.Spec.NodeName != "" {
-		for _, t := range live {
-			if t.Ref.VirtualNodeName() == pod.Spec.NodeName {
-				bound = t
-			}
-		}
+		bound = c.registry.ByVirtualNode(pod.Spec.NodeName)
 	}
 
 	// Delete what lost: chaperons of another incarnation of this name, of

@@ -254,12 +254,7 @@ func (s *Server) targetOf(node string) *targets.Target {
 	if node == "" {
 		return nil
 	}
-	for _, t := range s.registry.List() {
-		if t.Ref.VirtualNodeName() == node {
-			return t
-		}
-	}
-	return nil
+	return s.registry.ByVirtualNode(node)
 }
 
 // delegateOf finds the proxy's delegate in the target by its parent-uid

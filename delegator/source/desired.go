@@ -1,8 +1,6 @@
 package source
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -270,8 +268,7 @@ func sameSubject(a, b rbacv1.Subject) bool {
 // either gives another name, so a Secret that the garbage collector is
 // about to delete is never mistaken for the new one.
 func tokenSecretName(o owner, sa *corev1.ServiceAccount) string {
-	sum := sha256.Sum256([]byte(string(o.UID) + "/" + string(sa.UID)))
-	return names.Fit(sa.Name+"-token-"+hex.EncodeToString(sum[:])[:5], names.MaxSubdomain)
+	return names.Fit(sa.Name+"-token-"+names.Hash(string(o.UID)+"/"+string(sa.UID), 5), names.MaxSubdomain)
 }
 
 // tokenSecret is the long-lived token Secret o creates for sa.

@@ -69,7 +69,6 @@ type Controller struct {
 
 	mu      sync.Mutex
 	running map[string]*runningNode // by node name
-	ctx     context.Context
 }
 
 type runningNode struct {
@@ -138,9 +137,6 @@ func (c *Controller) Name() string { return c.controller.Name() }
 // Start runs until ctx is done; virtual nodes stay registered (a restarted
 // or standby delegator takes them over).
 func (c *Controller) Start(ctx context.Context) error {
-	c.mu.Lock()
-	c.ctx = ctx
-	c.mu.Unlock()
 	// Targets and ClusterTargets that exist at start: their nodes are kept,
 	// the others deleted (orphans of Targets deleted while no delegator ran).
 	for _, ref := range c.wantedRefs() {
@@ -268,13 +264,8 @@ func (c *Controller) start(ctx context.Context, t *targets.Target) {
 		logger.Error(err, "Cannot build the node controller")
 		return
 	}
-	c.mu.Lock()
-	base := c.ctx
-	c.mu.Unlock()
-	if base == nil {
-		base = ctx
-	}
-	runCtx, cancel := context.WithCancel(klog.NewContext(base, logger))
+	// ctx is the workers' context: the node runs until the controller stops.
+	runCtx, cancel := context.WithCancel(klog.NewContext(ctx, logger))
 	r := &runningNode{target: t, provider: p, cancel: cancel, done: make(chan struct{})}
 	c.mu.Lock()
 	c.running[t.Ref.VirtualNodeName()] = r

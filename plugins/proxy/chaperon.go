@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	v1 "k8s.io/api/core/v1"
@@ -19,8 +17,7 @@ import (
 // UID, so that two sources, or two incarnations of one proxy name, never
 // share a name, and a retry after a restart finds its own chaperon.
 func ChaperonName(proxy *v1.Pod, sourceCluster string) string {
-	sum := sha256.Sum256([]byte(sourceCluster + "/" + string(proxy.UID)))
-	return names.Fit(proxy.Name, names.MaxLabel-6) + "-" + hex.EncodeToString(sum[:])[:5]
+	return names.Fit(proxy.Name, names.MaxLabel-6) + "-" + names.Hash(sourceCluster+"/"+string(proxy.UID), 5)
 }
 
 // MakeChaperon builds the PodChaperon of a proxy: the delegate's metadata

@@ -123,8 +123,10 @@ type Plugin struct {
 	sim      *simulator.Simulator
 	registry *targets.Registry
 
+	// targetOf maps a virtual node to its live target (the registry's).
+	targetOf func(node string) *targets.Target
+
 	mu       sync.Mutex
-	byNode   map[string]*targets.Target
 	inflight map[types.UID]*reservation
 	refused  map[types.UID]map[targets.Ref]refusal
 }
@@ -137,10 +139,8 @@ type reservation struct {
 	chaperon string
 	// nodeName is the target node, once the candidate is placed.
 	nodeName string
-	// outcome: "" while waiting, else allowed or the refusal message.
+	// decided: the target's verdict arrived (or sending failed).
 	decided bool
-	allowed bool
-	message string
 }
 
 type refusal struct {
@@ -178,7 +178,6 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		handle:   h,
 		args:     args,
 		sim:      sim,
-		byNode:   map[string]*targets.Target{},
 		inflight: map[types.UID]*reservation{},
 		refused:  map[types.UID]map[targets.Ref]refusal{},
 	}
@@ -198,6 +197,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		Burst:             args.KubeAPIBurst,
 		UserAgent:         "kube-scheduler-admiralty/" + args.ClusterName,
 	}, h.ClientSet(), mc, factory)
+	p.targetOf = p.registry.ByVirtualNode
 	p.registry.Subscribe(p)
 	factory.Start(ctx.Done())
 	go func() {
@@ -214,9 +214,6 @@ func (*Plugin) Name() string { return Name }
 // TargetAdded implements targets.Handler: the target's chaperons decide the
 // waiting proxies.
 func (p *Plugin) TargetAdded(t *targets.Target) {
-	p.mu.Lock()
-	p.byNode[t.Ref.VirtualNodeName()] = t
-	p.mu.Unlock()
 	_, _ = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().AddEventHandler(handlerFuncs{
 		onChange: func(c *v1alpha1.PodChaperon) { p.chaperonChanged(t, c) },
 	})
@@ -224,14 +221,9 @@ func (p *Plugin) TargetAdded(t *targets.Target) {
 	t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Informer()
 }
 
-// TargetRemoved implements targets.Handler.
-func (p *Plugin) TargetRemoved(t *targets.Target) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.byNode[t.Ref.VirtualNodeName()] == t {
-		delete(p.byNode, t.Ref.VirtualNodeName())
-	}
-}
+// TargetRemoved implements targets.Handler: the registry forgets the
+// target, in-flight reservations there end with their pods' permits.
+func (p *Plugin) TargetRemoved(*targets.Target) {}
 
 // EventsToRegister: a proxy that fits nowhere is retried when a virtual
 // node changes (its status follows its target's summary) or appears.
@@ -277,9 +269,7 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	p.mu.Lock()
-	t := p.byNode[node.Name]
-	p.mu.Unlock()
+	t := p.targetOf(node.Name)
 	if t == nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoTarget)
 	}
@@ -382,12 +372,12 @@ func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, n
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t := p.byNode[nodeName]
+	t := p.targetOf(nodeName)
 	if t == nil {
 		return fwk.NewStatus(fwk.Unschedulable, ErrReasonNoTarget)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.inflight[pod.UID] = &reservation{
 		target:   t,
 		proxy:    pod,
@@ -414,9 +404,7 @@ func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Delete(ctx, r.chaperon, metav1.DeleteOptions{
-			Preconditions: nil,
-		})
+		err := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Delete(ctx, r.chaperon, metav1.DeleteOptions{})
 		if err != nil && !isNotFound(err) {
 			// The delegator's cleanup removes chaperons whose proxy is not
 			// bound to their target.
@@ -505,7 +493,7 @@ func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
 		p.mu.Unlock()
 		return
 	}
-	r.decided, r.allowed, r.message = true, allowed, message
+	r.decided = true
 	if !allowed {
 		p.refuseLocked(uid, r.target.Ref, message)
 	}

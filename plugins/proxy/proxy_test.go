@@ -162,7 +162,12 @@ func TestArgsValidation(t *testing.T) {
 
 func TestFilterKeepsNamespacedTargetsToTheirNamespace(t *testing.T) {
 	target := &targets.Target{Ref: targets.Ref{Namespace: "team-a", Name: "c2"}, Scope: "team-a"}
-	p := &Plugin{byNode: map[string]*targets.Target{target.Ref.VirtualNodeName(): target}}
+	p := &Plugin{targetOf: func(node string) *targets.Target {
+		if node == target.Ref.VirtualNodeName() {
+			return target
+		}
+		return nil
+	}}
 	ni := framework.NewNodeInfo()
 	ni.SetNode(&v1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:   target.Ref.VirtualNodeName(),
