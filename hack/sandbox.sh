@@ -131,13 +131,15 @@ EOF
 		# --node-lease-duration-seconds: a restarted kwok controller takes over
 		# the fake nodes when their leases expire; keep that short (outage
 		# tests stop and start clusters).
+		# kwok-stages.yaml: kwok's default Stages plus pods that terminate
+		# after a set time (annotation sandbox.multicluster.admiralty.io/run-for).
 		# --enable-crds: kwok's logs, attach, exec and port-forward rules as
 		# API objects (hack/sandbox/kwok-debugging.yaml, and per pod in tests).
 		# kubelet-client-*: the API server authenticates to kubelets with a
 		# client certificate, as kubeadm sets it up, so that the delegator's
 		# kubelet endpoint can authenticate and authorize it (kwok's
 		# kwok-admin, in system:masters; kwok ignores it).
-		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$dir/kwokctl.yaml" create cluster \
+		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$ROOT/hack/sandbox/kwok-stages.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
 			--node-lease-duration-seconds 40 \
 			--kube-apiserver-binary "$BIN/kube-apiserver" \
