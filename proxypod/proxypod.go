@@ -190,7 +190,32 @@ func MakeProxy(pod *corev1.Pod) error {
 	if !tolerates(pod.Spec.Tolerations) {
 		pod.Spec.Tolerations = append(pod.Spec.Tolerations, Toleration)
 	}
+	pod.Spec.Tolerations = tolerateOutages(pod.Spec.Tolerations)
 	return nil
+}
+
+// OutageTolerations: a proxy tolerates its virtual node's NotReady and
+// unreachable NoExecute taints forever, so that the node lifecycle
+// controller's taint-based eviction (300 s by the DefaultTolerationSeconds
+// admission) never deletes it: the delegator decides, per target, when the
+// proxies of an unreachable target go (its failover controller).
+var OutageTolerations = []corev1.Toleration{
+	{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+}
+
+// tolerateOutages replaces the tolerations of OutageTolerations' taints
+// (the admission's 300 s, or the pod's own, which stay in the original)
+// with OutageTolerations.
+func tolerateOutages(tolerations []corev1.Toleration) []corev1.Toleration {
+	out := make([]corev1.Toleration, 0, len(tolerations)+len(OutageTolerations))
+	for _, t := range tolerations {
+		if (t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable) && t.Effect == corev1.TaintEffectNoExecute {
+			continue
+		}
+		out = append(out, t)
+	}
+	return append(out, OutageTolerations...)
 }
 
 // tolerates tells whether one of tolerations already tolerates the taint

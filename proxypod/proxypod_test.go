@@ -183,9 +183,14 @@ func TestMakeProxy(t *testing.T) {
 	wantProxy.Spec.NodeSelector = map[string]string{v1alpha1.LabelVirtualKubeletProvider: v1alpha1.ProviderName}
 	wantProxy.Spec.Affinity = nil
 	wantProxy.Spec.TopologySpreadConstraints = nil
-	wantProxy.Spec.Tolerations = append(wantProxy.Spec.Tolerations, corev1.Toleration{
-		Key: "virtual-kubelet.io/provider", Operator: corev1.TolerationOpEqual, Value: "admiralty", Effect: corev1.TaintEffectNoSchedule,
-	})
+	// The admission's 300 s tolerations of NotReady and unreachable nodes
+	// become forever: the delegator's failover decides (they stay in the
+	// original).
+	wantProxy.Spec.Tolerations = []corev1.Toleration{
+		{Key: "virtual-kubelet.io/provider", Operator: corev1.TolerationOpEqual, Value: "admiralty", Effect: corev1.TaintEffectNoSchedule},
+		{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+		{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	}
 	if diff := cmp.Diff(wantProxy, pod); diff != "" {
 		t.Errorf("proxy (-want +got):\n%s", diff)
 	}
@@ -220,7 +225,7 @@ func TestMakeProxyEdgeCases(t *testing.T) {
 				p.Spec.Tolerations = []corev1.Toleration{{Key: v1alpha1.LabelVirtualKubeletProvider, Operator: corev1.TolerationOpExists}}
 			}),
 			wantProxy: func(p *corev1.Pod) {
-				p.Spec.Tolerations = []corev1.Toleration{{Key: v1alpha1.LabelVirtualKubeletProvider, Operator: corev1.TolerationOpExists}}
+				p.Spec.Tolerations = append([]corev1.Toleration{{Key: v1alpha1.LabelVirtualKubeletProvider, Operator: corev1.TolerationOpExists}}, OutageTolerations...)
 			},
 		},
 		{

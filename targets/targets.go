@@ -88,6 +88,47 @@ type Target struct {
 	fingerprint string
 	ctx         context.Context
 	cancel      context.CancelFunc
+
+	healthMu sync.Mutex
+	health   Health
+}
+
+// Health is the last thing known of whether a target answers: the virtual
+// node's ping (delegator/virtualnode) reports it every quarter of the
+// node's Lease duration, and the registry's own check when no ping ran.
+type Health struct {
+	// Checked: zero if never checked.
+	Checked time.Time
+	// Err of the last check; nil if the target answered.
+	Err error
+	// Since is when the target started answering, or stopped.
+	Since time.Time
+}
+
+// Health returns the target's last known health.
+func (t *Target) Health() Health {
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
+	return t.health
+}
+
+// Unreachable tells whether the last check of the target failed.
+func (t *Target) Unreachable() bool {
+	h := t.Health()
+	return !h.Checked.IsZero() && h.Err != nil
+}
+
+// setHealth records a check; it tells whether reachability changed.
+func (t *Target) setHealth(err error) bool {
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
+	now := time.Now()
+	changed := t.health.Checked.IsZero() || (t.health.Err == nil) != (err == nil)
+	if changed {
+		t.health.Since = now
+	}
+	t.health.Checked, t.health.Err = now, err
+	return changed
 }
 
 // Context is done when the target is removed or replaced.
@@ -148,10 +189,11 @@ type Registry struct {
 	clusters   mclisters.ClusterTargetLister
 	controller *controller.Controller
 
-	mu       sync.Mutex
-	live     map[Ref]*Target
-	byNode   map[string]*Target
-	handlers []Handler
+	mu             sync.Mutex
+	live           map[Ref]*Target
+	byNode         map[string]*Target
+	handlers       []Handler
+	healthHandlers []func(*Target)
 }
 
 // NewRegistry returns a registry fed by the given local informer factory
@@ -203,6 +245,37 @@ func (r *Registry) Subscribe(h Handler) {
 	r.handlers = append(r.handlers, h)
 	for _, t := range r.sortedLocked() {
 		h.TargetAdded(t)
+	}
+}
+
+// OnHealthChange registers f, called (from the reporter's goroutine) when a
+// live target starts or stops answering.
+func (r *Registry) OnHealthChange(f func(*Target)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.healthHandlers = append(r.healthHandlers, f)
+}
+
+// ReportHealth records the result of a check of t (nil: it answered). A
+// change of reachability is handed to the OnHealthChange handlers and, with
+// WriteStatus, updates the Target's Ready condition at once: the virtual
+// node's ping feeds the condition, so the target is not checked twice.
+func (r *Registry) ReportHealth(t *Target, err error) {
+	if !t.setHealth(err) {
+		return
+	}
+	r.mu.Lock()
+	live := r.live[t.Ref] == t
+	handlers := append([]func(*Target){}, r.healthHandlers...)
+	r.mu.Unlock()
+	if !live {
+		return
+	}
+	for _, f := range handlers {
+		f(t)
+	}
+	if r.opts.WriteStatus {
+		r.controller.EnqueueKey(t.Ref.String())
 	}
 }
 
@@ -273,7 +346,14 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 	if !r.opts.WriteStatus {
 		return controller.Result{}, nil
 	}
-	if err := Check(ctx, t); err != nil {
+	// A check newer than the health interval (the virtual node's ping)
+	// stands; otherwise check now.
+	err = t.Health().Err
+	if h := t.Health(); h.Checked.IsZero() || time.Since(h.Checked) >= r.opts.HealthInterval {
+		err = Check(ctx, t)
+		r.ReportHealth(t, err)
+	}
+	if err != nil {
 		r.report(ctx, obj, metav1.ConditionFalse, ReasonUnreachable, err.Error())
 	} else {
 		r.report(ctx, obj, metav1.ConditionTrue, ReasonConnected, "the target answers and authorizes this source")

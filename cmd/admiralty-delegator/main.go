@@ -9,6 +9,7 @@ import (
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/chaperon"
 	"admiralty.io/multicluster-scheduler/delegator/clustersummary"
+	"admiralty.io/multicluster-scheduler/delegator/failover"
 	"admiralty.io/multicluster-scheduler/delegator/feedback"
 	"admiralty.io/multicluster-scheduler/delegator/kubelet"
 	"admiralty.io/multicluster-scheduler/delegator/source"
@@ -26,6 +27,7 @@ func main() {
 		// the virtual nodes advertise.
 		kubelet.NewServer,
 		feedback.NewController,
+		failover.NewController,
 		source.NewController,
 		chaperon.NewController,
 		clustersummary.NewController,

@@ -44,6 +44,11 @@ type Options struct {
 	// VirtualNodeLeaseDuration is the Lease duration of virtual nodes: a
 	// target that stops answering makes its node NotReady after it.
 	VirtualNodeLeaseDuration time.Duration
+	// UnreachableGracePeriod is how long a target may stay unreachable
+	// before the proxies on its virtual node that a controller owns are
+	// deleted (and recreated elsewhere by their controllers); a Target's
+	// spec.unreachableGracePeriodSeconds overrides it.
+	UnreachableGracePeriod time.Duration
 	// ClusterSummaryInterval is the least time between two computations
 	// (hence writes) of this cluster's ClusterSummary: node and pod events
 	// within it are coalesced into one update.
@@ -88,6 +93,7 @@ func NewOptions() *Options {
 
 		TargetHealthInterval:     30 * time.Second,
 		VirtualNodeLeaseDuration: 40 * time.Second,
+		UnreachableGracePeriod:   5 * time.Minute,
 		ClusterSummaryInterval:   time.Second,
 		WebhookAddr:              ":9443",
 		WebhookService:           "admiralty/admiralty-webhook",
@@ -116,6 +122,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
 	fs.DurationVar(&o.TargetHealthInterval, "target-health-interval", o.TargetHealthInterval, "How often each Target and ClusterTarget is checked again (Ready condition).")
 	fs.DurationVar(&o.VirtualNodeLeaseDuration, "virtual-node-lease-duration", o.VirtualNodeLeaseDuration, "Lease duration of virtual nodes, renewed every quarter of it while their target answers; the node lifecycle controller marks the node NotReady when it lapses.")
+	fs.DurationVar(&o.UnreachableGracePeriod, "unreachable-grace-period", o.UnreachableGracePeriod, "How long a target may stay unreachable before the proxies on its virtual node that a controller owns are deleted, so that their controllers recreate them in other targets (per target: spec.unreachableGracePeriodSeconds).")
 	fs.DurationVar(&o.ClusterSummaryInterval, "cluster-summary-interval", o.ClusterSummaryInterval, "Least time between two updates of this cluster's ClusterSummary; node and pod changes within it are coalesced.")
 	fs.StringVar(&o.WebhookAddr, "webhook-addr", o.WebhookAddr, "Address where every replica serves the pod admission webhook (HTTPS; the certificate is issued by the delegator and kept in a Secret of --namespace).")
 	fs.StringVar(&o.WebhookURL, "webhook-url", o.WebhookURL, "URL the API server calls the webhook at (https://HOST:PORT/mutate-pods), for a delegator outside the cluster. Empty: --webhook-service.")
@@ -142,6 +149,9 @@ func (o *Options) Validate() error {
 	}
 	if o.TargetHealthInterval < time.Second {
 		return fmt.Errorf("--target-health-interval must be at least 1s")
+	}
+	if o.UnreachableGracePeriod < 0 {
+		return fmt.Errorf("--unreachable-grace-period must not be negative")
 	}
 	if o.ClusterSummaryInterval <= 0 {
 		return fmt.Errorf("--cluster-summary-interval must be positive")

@@ -82,6 +82,19 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	_, _ = pods.Informer().AddEventHandler(c.controller.Handler())
 	c.controller.WaitFor(pods.Informer().HasSynced)
 	d.Targets.Subscribe(c)
+	// A target that answers again: whatever lost while it was away (the
+	// proxies that failover or a user deleted meanwhile) is deleted there.
+	// Its chaperon informer may not relist, so every key is looked at.
+	d.Targets.OnHealthChange(func(t *targets.Target) {
+		if t.Unreachable() {
+			return
+		}
+		for _, o := range t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().GetStore().List() {
+			if ch, ok := o.(*v1alpha1.PodChaperon); ok {
+				c.controller.EnqueueKey(proxyKey(ch))
+			}
+		}
+	})
 	return c, nil
 }
 
@@ -176,6 +189,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 				continue
 			}
 			if err := c.deleteChaperon(ctx, t, ch); err != nil {
+				if t.Unreachable() {
+					// Deleted when the target answers again (see
+					// OnHealthChange); the proxy need not wait for it.
+					klog.FromContext(ctx).V(2).Info("Chaperon left in an unreachable target until it answers", "chaperon", klog.KObj(ch), "target", t.Ref.String())
+					continue
+				}
 				return controller.Result{}, err
 			}
 		}

@@ -9,6 +9,7 @@ package virtualnode
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -247,7 +248,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) (controller.Res
 
 func (c *Controller) start(ctx context.Context, t *targets.Target) {
 	logger := klog.FromContext(ctx).WithValues("node", t.Ref.VirtualNodeName(), "target", t.Ref.String())
-	p := &provider{target: t, opts: c.opts}
+	p := &provider{target: t, opts: c.opts, registry: c.registry, setReady: c.setReady}
 	nc, err := node.NewNodeController(p, p.node(), c.client.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(c.client.CoordinationV1().Leases(leaseNamespace), c.opts.LeaseDurationSeconds),
 		node.WithNodePingInterval(c.opts.PingInterval),
@@ -306,10 +307,53 @@ func (c *Controller) refresh(t *targets.Target) {
 	}
 }
 
+// Reasons of the virtual nodes' Ready condition.
+const (
+	ReasonTargetReachable   = "TargetReachable"
+	ReasonTargetUnreachable = "TargetUnreachable"
+)
+
+// setReady writes the Ready condition of a virtual node at once, when its
+// status changes: the node lifecycle controller would only see a lapsed
+// Lease after its grace period (40 s and more), and virtual-kubelet writes
+// nothing while pings fail. Ready=Unknown, as for a kubelet that stopped
+// posting, makes the node lifecycle controller taint the node
+// node.kubernetes.io/unreachable (NoSchedule and NoExecute).
+func (c *Controller) setReady(ctx context.Context, name string, ready bool, message string) {
+	status, reason := corev1.ConditionUnknown, ReasonTargetUnreachable
+	if ready {
+		status, reason = corev1.ConditionTrue, ReasonTargetReachable
+	}
+	if n, err := c.nodes.Get(name); err == nil {
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && (cond.Status == corev1.ConditionTrue) == ready {
+				return
+			}
+		}
+	}
+	now := metav1.Now()
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{{
+		Type: corev1.NodeReady, Status: status, Reason: reason, Message: message,
+		LastHeartbeatTime: now, LastTransitionTime: now,
+	}}}})
+	if err != nil {
+		return
+	}
+	logger := klog.FromContext(ctx)
+	_, err = c.client.CoreV1().Nodes().PatchStatus(ctx, name, patch)
+	if err != nil && !apierrors.IsNotFound(err) {
+		logger.Error(err, "Cannot update the virtual node's Ready condition", "node", name)
+		return
+	}
+	logger.Info("Virtual node readiness", "node", name, "ready", status, "message", message)
+}
+
 // provider is virtual-kubelet's NodeProvider for one target.
 type provider struct {
-	target *targets.Target
-	opts   Options
+	target   *targets.Target
+	opts     Options
+	registry *targets.Registry
+	setReady func(ctx context.Context, name string, ready bool, message string)
 
 	mu sync.Mutex
 	cb func(*corev1.Node)
@@ -317,8 +361,17 @@ type provider struct {
 
 // Ping implements node.NodeProvider: the node is renewed only while the
 // target answers and authorizes this source.
+// Each result feeds the registry (the Target's Ready condition, failover)
+// and the node's Ready condition.
 func (p *provider) Ping(ctx context.Context) error {
-	return targets.Check(ctx, p.target)
+	err := targets.Check(ctx, p.target)
+	p.registry.ReportHealth(p.target, err)
+	if err != nil {
+		p.setReady(ctx, p.target.Ref.VirtualNodeName(), false, fmt.Sprintf("target %s does not answer: %v", p.target.Ref.String(), err))
+	} else {
+		p.setReady(ctx, p.target.Ref.VirtualNodeName(), true, fmt.Sprintf("target %s answers", p.target.Ref.String()))
+	}
+	return err
 }
 
 // NotifyNodeStatus implements node.NodeProvider.
@@ -381,7 +434,7 @@ func Build(ref targets.Ref, summary *v1alpha1.ClusterSummary, opts Options) *cor
 			Capacity:    capacity,
 			Allocatable: allocatable,
 			Conditions: []corev1.NodeCondition{{
-				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "TargetReachable",
+				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: ReasonTargetReachable,
 				Message: fmt.Sprintf("target %s answers", ref.String()), LastHeartbeatTime: now, LastTransitionTime: now,
 			}},
 			NodeInfo: corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "admiralty"},

@@ -27,6 +27,15 @@ type TargetSpec struct {
 	// Target's namespace.
 	// +optional
 	KubeconfigSecret *KubeconfigSecret `json:"kubeconfigSecret,omitempty"`
+	// UnreachableGracePeriodSeconds is how long the target may stay
+	// unreachable (its virtual node NotReady) before the proxies on its
+	// virtual node that a controller owns (ReplicaSet, Job, StatefulSet...)
+	// are deleted, so that their controllers recreate them in reachable
+	// targets. Unset: the delegator's --unreachable-grace-period. Proxies
+	// without a controller are never deleted for an outage.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	UnreachableGracePeriodSeconds *int64 `json:"unreachableGracePeriodSeconds,omitempty"`
 }
 
 // KubeconfigSecret references a Secret that holds a kubeconfig.
@@ -47,6 +56,15 @@ type ClusterTargetSpec struct {
 	// KubeconfigSecret holds a kubeconfig for the target cluster.
 	// +optional
 	KubeconfigSecret *NamespacedKubeconfigSecret `json:"kubeconfigSecret,omitempty"`
+	// UnreachableGracePeriodSeconds is how long the target may stay
+	// unreachable (its virtual node NotReady) before the proxies on its
+	// virtual node that a controller owns (ReplicaSet, Job, StatefulSet...)
+	// are deleted, so that their controllers recreate them in reachable
+	// targets. Unset: the delegator's --unreachable-grace-period. Proxies
+	// without a controller are never deleted for an outage.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	UnreachableGracePeriodSeconds *int64 `json:"unreachableGracePeriodSeconds,omitempty"`
 }
 
 // NamespacedKubeconfigSecret references a Secret in any namespace.
