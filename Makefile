@@ -128,6 +128,11 @@ test: tools build ## Unit tests, then integration tests on a sandbox of their ow
 	go test $$(go list ./... | grep -v /test/integration)
 	hack/test-integration.sh
 
+# The sandbox needs as many clusters as the largest number of targets
+# (BENCH_TARGETS, default "2 3"), and at least the usual three.
+BENCH_CLUSTERS = $(shell echo 3 $(or $(BENCH_TARGETS),2 3) | tr ' ,' '\n\n' | grep -x '[0-9][0-9]*' | sort -n | tail -1)
+
 .PHONY: bench
-bench: ## Benchmark (filled by the benchmark work; not implemented yet).
-	@echo "make bench: the benchmark harness (bench/) is not implemented yet." >&2; exit 2
+bench: tools build ## Benchmark on the sandbox: baseline vs T=2, 3 targets (BENCH_PODS, BENCH_TARGETS, BENCH_RUNS); results in bench/results/ and README.
+	SANDBOX_CLUSTERS=$(BENCH_CLUSTERS) hack/sandbox.sh up
+	BENCH_README=$${BENCH_README-README.md} go run ./bench

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+)
+
+// Keys the benchmark puts on its objects.
+const (
+	// labelBenchNode selects a scenario's kwok nodes (value: the
+	// scenario's namespace), so that the sandbox's own nodes and those of
+	// other scenarios never take its pods.
+	labelBenchNode = "bench.admiralty.io/node"
+	labelApp       = "app"
+	appName        = "admiralty-bench"
+)
+
+// poll waits for cond, every 200 ms, for setup and cleanup only: the
+// measurements themselves come from watches.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		ok, err := cond(ctx)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		return ok, nil
+	})
+	if err != nil {
+		if last != nil {
+			return fmt.Errorf("waiting for %s: %w (last error: %v)", what, err, last)
+		}
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	return nil
+}
+
+func createNamespace(ctx context.Context, c *cluster, name string, labels map[string]string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("%s: namespace %s: %w", c.Context, name, err)
+	}
+	// Pods are refused until the namespace's default service account exists.
+	return poll(ctx, time.Minute, c.Context+" default service account in "+name, func(ctx context.Context) (bool, error) {
+		_, err := c.kube.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
+// benchNode is a kwok fake node: a Node object that kwok's controller keeps
+// Ready and whose pods it runs.
+func benchNode(name, scenarioNS, region string, maxPods int) *corev1.Node {
+	res := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("64"),
+		corev1.ResourceMemory: resource.MustParse("512Gi"),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(maxPods), resource.DecimalSI),
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels: map[string]string{
+				labelBenchNode:                  scenarioNS,
+				"type":                          "kwok",
+				"kubernetes.io/hostname":        name,
+				"kubernetes.io/os":              "linux",
+				"kubernetes.io/arch":            "amd64",
+				"topology.kubernetes.io/region": region,
+			},
+		},
+		Status: corev1.NodeStatus{Allocatable: res, Capacity: res},
+	}
+}
+
+// createNodes creates n kwok nodes for the scenario in c and waits until
+// kwok has made them Ready.
+func createNodes(ctx context.Context, c *cluster, scenarioNS string, n, maxPods int) error {
+	for k := 0; k < n; k++ {
+		name := fmt.Sprintf("%s-%s-n%d", scenarioNS, c.Context, k)
+		if _, err := c.kube.CoreV1().Nodes().Create(ctx, benchNode(name, scenarioNS, c.Context, maxPods), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("%s: node %s: %w", c.Context, name, err)
+		}
+	}
+	return poll(ctx, 2*time.Minute, fmt.Sprintf("%s: %d bench nodes Ready", c.Context, n), func(ctx context.Context) (bool, error) {
+		nodes, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: labelBenchNode + "=" + scenarioNS})
+		if err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, node := range nodes.Items {
+			for _, cond := range node.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready == n, nil
+	})
+}
+
+func deleteNodes(ctx context.Context, c *cluster, scenarioNS string) error {
+	return c.kube.CoreV1().Nodes().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: labelBenchNode + "=" + scenarioNS})
+}
+
+// connectTargets makes cluster1 a source of the scenario's namespace with
+// targets: itself (Target c1, self) and clusters 2..T, each through a
+// Source c1 there and its credentials exported with `kubectl admiralty
+// export`, as the Getting Started does. It waits until every Target is
+// Ready and every virtual node Ready with the target's bench nodes counted.
+func connectTargets(ctx context.Context, s *sandbox, used []*cluster, ns string, cpuPerTarget []int64) error {
+	c1 := used[0]
+	targetsYAML := []*v1alpha1.Target{{
+		ObjectMeta: metav1.ObjectMeta{Name: "c1", Namespace: ns},
+		Spec:       v1alpha1.TargetSpec{Self: true},
+	}}
+	for j, c := range used[1:] {
+		name := fmt.Sprintf("c%d", j+2)
+		src := &v1alpha1.Source{
+			ObjectMeta: metav1.ObjectMeta{Name: "c1", Namespace: ns},
+			Spec:       v1alpha1.SourceSpec{ServiceAccountName: "c1"},
+		}
+		if _, err := c.mc.MulticlusterV1alpha1().Sources(ns).Create(ctx, src, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("%s: Source c1: %w", c.Context, err)
+		}
+		var secret corev1.Secret
+		err := poll(ctx, time.Minute, c.Context+": kubectl admiralty export c1", func(ctx context.Context) (bool, error) {
+			out, err := exec.CommandContext(ctx, filepath.Join(s.Bin, "kubectl-admiralty"), "export", "c1",
+				"--kubeconfig", c.AdminKubeconfig, "--context", c.Context, "-n", ns, "--as", name).Output()
+			if err != nil {
+				return false, fmt.Errorf("%v: %s", err, errOutput(err))
+			}
+			return true, yaml.Unmarshal(out, &secret)
+		})
+		if err != nil {
+			return err
+		}
+		secret.Namespace = ns
+		if _, err := c1.kube.CoreV1().Secrets(ns).Create(ctx, &secret, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("%s: Secret %s: %w", c1.Context, name, err)
+		}
+		targetsYAML = append(targetsYAML, &v1alpha1.Target{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       v1alpha1.TargetSpec{KubeconfigSecret: &v1alpha1.KubeconfigSecret{Name: name}},
+		})
+	}
+	for _, t := range targetsYAML {
+		if _, err := c1.mc.MulticlusterV1alpha1().Targets(ns).Create(ctx, t, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("%s: Target %s: %w", c1.Context, t.Name, err)
+		}
+	}
+	for i, t := range targetsYAML {
+		var vnode string
+		err := poll(ctx, 2*time.Minute, "Target "+t.Name+" Ready", func(ctx context.Context) (bool, error) {
+			got, err := c1.mc.MulticlusterV1alpha1().Targets(ns).Get(ctx, t.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			vnode = got.Status.VirtualNodeName
+			cond := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+			if cond != nil && cond.Status != metav1.ConditionTrue {
+				return false, fmt.Errorf("%s: %s", cond.Reason, cond.Message)
+			}
+			return cond != nil && vnode != "", nil
+		})
+		if err != nil {
+			return err
+		}
+		// The virtual node sums the target's Ready nodes from its
+		// ClusterSummary: once it counts the bench nodes, the source's
+		// scheduler can see them too.
+		want := resource.NewQuantity(cpuPerTarget[i], resource.DecimalSI)
+		err = poll(ctx, 2*time.Minute, "virtual node "+vnode+" Ready with the bench nodes", func(ctx context.Context) (bool, error) {
+			node, err := c1.kube.CoreV1().Nodes().Get(ctx, vnode, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			ready := false
+			for _, cond := range node.Status.Conditions {
+				ready = ready || (cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue)
+			}
+			cpu := node.Status.Allocatable[corev1.ResourceCPU]
+			return ready && cpu.Cmp(*want) >= 0, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func errOutput(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return strings.TrimSpace(string(ee.Stderr))
+	}
+	return ""
+}
+
+// clearPods removes what loads the API servers, before the next scenario:
+// proxies (force-deleted: they have no kubelet to confirm), then
+// PodChaperons (so that no delegate is made again), then every pod left
+// (delegates), then the kwok nodes; it waits until no pod is left. A
+// namespace's deletion alone would delete pods gracefully, which kwok
+// acknowledges one by one.
+func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error {
+	zero := int64(0)
+	force := metav1.DeleteOptions{GracePeriodSeconds: &zero}
+	if err := ignoreNotFound(used[0].kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{LabelSelector: labelApp + "=" + appName})); err != nil {
+		return fmt.Errorf("%s: delete bench pods: %w", used[0].Context, err)
+	}
+	if ours {
+		for _, c := range used {
+			if err := ignoreNotFound(c.mc.MulticlusterV1alpha1().PodChaperons(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
+				return fmt.Errorf("%s: delete PodChaperons: %w", c.Context, err)
+			}
+		}
+	}
+	for _, c := range used {
+		if err := ignoreNotFound(c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{})); err != nil {
+			return fmt.Errorf("%s: delete pods: %w", c.Context, err)
+		}
+		if err := deleteNodes(ctx, c, ns); err != nil {
+			return fmt.Errorf("%s: delete bench nodes: %w", c.Context, err)
+		}
+	}
+	for _, c := range used {
+		err := poll(ctx, 2*time.Minute, c.Context+": no pod left in "+ns, func(ctx context.Context) (bool, error) {
+			pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+			if err != nil {
+				return false, err
+			}
+			return len(pods.Items) == 0, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteNamespaces deletes the scenario's namespaces (Targets, Sources,
+// Secrets, service accounts) and waits until they are gone: cluster1's
+// first, whose Targets' finalizers clean up in the targets with the
+// credentials that the targets' namespaces hold. It runs while the next
+// scenario does, as it costs the API servers little once the pods are gone.
+func deleteNamespaces(ctx context.Context, used []*cluster, ns string) error {
+	for _, c := range used {
+		if err := ignoreNotFound(c.kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})); err != nil {
+			return fmt.Errorf("%s: delete namespace %s: %w", c.Context, ns, err)
+		}
+		err := poll(ctx, 5*time.Minute, c.Context+": namespace "+ns+" deleted", func(ctx context.Context) (bool, error) {
+			_, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
