@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -354,7 +355,7 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 		r.ReportHealth(t, err)
 	}
 	if err != nil {
-		r.report(ctx, obj, metav1.ConditionFalse, ReasonUnreachable, err.Error())
+		r.report(ctx, obj, metav1.ConditionFalse, ReasonOf(err), err.Error())
 	} else {
 		r.report(ctx, obj, metav1.ConditionTrue, ReasonConnected, "the target answers and authorizes this source")
 	}
@@ -368,6 +369,7 @@ const (
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonSecretNotFound    = "SecretNotFound"
 	ReasonInvalidKubeconfig = "InvalidKubeconfig"
+	ReasonNamespaceNotFound = "NamespaceNotFound"
 )
 
 // Finalizer on Targets and ClusterTargets, so that deleting one first
@@ -579,6 +581,7 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	// Bound every request, so that an unreachable target never blocks a
 	// caller for long.
 	cfg.Timeout = 15 * time.Second
+	cfg.Wrap(countErrors(ref.String()))
 	t := &Target{Ref: ref, Self: spec.self, Scope: ref.Namespace, Config: cfg, fingerprint: fingerprint}
 	t.Client = kubernetes.NewForConfigOrDie(cfg)
 	t.MCClient = versioned.NewForConfigOrDie(cfg)
@@ -631,14 +634,43 @@ func (r *Registry) chaperonSelector() string {
 // Check asks the target whether it answers and authorizes this source, the
 // way the source will use it: listing its PodChaperons in scope (which also
 // proves the CRDs are installed there).
+//
+// Listing in a namespace that does not exist succeeds (with nothing): for
+// a namespaced Target with no chaperon yet, a dry-run create tells whether
+// its namespace exists in the target (ErrNamespaceNotFound).
 func Check(ctx context.Context, t *Target) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := t.MCClient.MulticlusterV1alpha1().PodChaperons(t.Scope).List(ctx, metav1.ListOptions{Limit: 1})
+	client := t.MCClient.MulticlusterV1alpha1().PodChaperons(t.Scope)
+	list, err := client.List(ctx, metav1.ListOptions{Limit: 1})
 	if err != nil {
 		return describe(err)
 	}
+	if t.Scope == "" || len(list.Items) > 0 {
+		return nil
+	}
+	probe := &v1alpha1.PodChaperon{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "admiralty-namespace-check-"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "check", Image: "check"}}},
+	}
+	_, err = client.Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%w: namespace %q does not exist in the target; a Target acts in the namespace of its name only: create it there (%v)", ErrNamespaceNotFound, t.Scope, err)
+	}
+	// Other refusals (admission, quota) say nothing of the namespace.
 	return nil
+}
+
+// ErrNamespaceNotFound: a namespaced Target's namespace does not exist in
+// the target cluster.
+var ErrNamespaceNotFound = errors.New("namespace not found in the target")
+
+// ReasonOf is the Ready condition's reason for an error of Check.
+func ReasonOf(err error) string {
+	if errors.Is(err, ErrNamespaceNotFound) {
+		return ReasonNamespaceNotFound
+	}
+	return ReasonUnreachable
 }
 
 // describe turns an API error into a sentence that says what to fix.

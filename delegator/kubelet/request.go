@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -58,7 +59,9 @@ func badRequest(format string, args ...any) error {
 func ParseRequest(u *url.URL) (*Request, error) {
 	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
 	for _, p := range parts {
-		if p == "" {
+		// Namespaces, pods and containers are names: never "", "." or
+		// "..", which would move the target URL off the delegate.
+		if p == "" || len(path.IsValidPathSegmentName(p)) > 0 {
 			return nil, notFound(u.Path)
 		}
 	}

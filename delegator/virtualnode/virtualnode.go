@@ -30,6 +30,7 @@ import (
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/names"
 	"admiralty.io/multicluster-scheduler/targets"
 )
 
@@ -424,8 +425,9 @@ func Build(ref targets.Ref, summary *v1alpha1.ClusterSummary, opts Options) *cor
 	nodeLabels[v1alpha1.LabelVirtualKubeletProvider] = v1alpha1.ProviderName
 	nodeLabels[LabelType] = TypeValue
 	nodeLabels[LabelRole] = RoleValue
-	nodeLabels[v1alpha1.LabelTargetName] = ref.Name
-	nodeLabels[corev1.LabelHostname] = name
+	// Label values are limited to 63 characters, names to 253.
+	nodeLabels[v1alpha1.LabelTargetName] = names.Fit(ref.Name, names.MaxLabel)
+	nodeLabels[corev1.LabelHostname] = names.Fit(name, names.MaxLabel)
 	now := metav1.Now()
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nodeLabels},

@@ -1,11 +1,13 @@
 package virtualnode
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/targets"
@@ -86,5 +88,34 @@ func TestBuildWithoutSummaryHasNoCapacity(t *testing.T) {
 	}
 	if cpu := n.Status.Allocatable[corev1.ResourceCPU]; !cpu.IsZero() {
 		t.Errorf("allocatable cpu = %s, want 0", cpu.String())
+	}
+}
+
+// Names near the limits: a Target's name may have 253 characters and its
+// namespace 63, but label values only 63; the node's name and labels stay
+// valid and distinct.
+func TestBuildLongNames(t *testing.T) {
+	long := strings.Repeat("a", 250)
+	ns := strings.Repeat("n", 63)
+	seen := map[string]bool{}
+	for _, ref := range []targets.Ref{
+		{Namespace: ns, Name: long + "x"},
+		{Namespace: ns, Name: long + "y"},
+		{Name: long + "x"},
+		{Name: strings.Repeat("b", 60)},
+	} {
+		n := Build(ref, nil, Options{})
+		if errs := validation.IsDNS1123Subdomain(n.Name); len(errs) > 0 {
+			t.Errorf("%v: node name %q: %v", ref, n.Name, errs)
+		}
+		for k, v := range n.Labels {
+			if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+				t.Errorf("%v: label %s=%q: %v", ref, k, v, errs)
+			}
+		}
+		if seen[n.Name] || seen[n.Labels[corev1.LabelHostname]+"/host"] {
+			t.Errorf("%v: node name or hostname collides: %s", ref, n.Name)
+		}
+		seen[n.Name], seen[n.Labels[corev1.LabelHostname]+"/host"] = true, true
 	}
 }
