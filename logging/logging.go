@@ -66,6 +66,11 @@ func (o *Options) Setup() (logr.Logger, func(), error) {
 }
 
 func (o *Options) zap(out zapcore.WriteSyncer) *zap.Logger {
+	// logr's V(n) is zap level -n, so verbosity v enables levels down to -v.
+	return o.zapAt(out, zap.NewAtomicLevelAt(zapcore.Level(-o.Verbosity)))
+}
+
+func (o *Options) zapAt(out zapcore.WriteSyncer, level zap.AtomicLevel) *zap.Logger {
 	var enc zapcore.Encoder
 	if o.Format == FormatConsole {
 		cfg := zap.NewDevelopmentEncoderConfig()
@@ -77,7 +82,5 @@ func (o *Options) zap(out zapcore.WriteSyncer) *zap.Logger {
 		cfg.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 		enc = zapcore.NewJSONEncoder(cfg)
 	}
-	// logr's V(n) is zap level -n, so verbosity v enables levels down to -v.
-	level := zap.NewAtomicLevelAt(zapcore.Level(-o.Verbosity))
 	return zap.New(zapcore.NewCore(enc, out, level), zap.AddCaller(), zap.ErrorOutput(out))
 }
