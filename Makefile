@@ -12,11 +12,14 @@ K8S_VERSION  := v1.37.2
 KWOK_VERSION := v0.8.0
 # controller-gen generates deepcopy code and CRD YAML.
 CONTROLLER_TOOLS_VERSION := v0.23.0
+# helm lints and renders the chart (manifests/helm).
+HELM_VERSION := v3.22.0
 
 TOOLS_CACHE ?= $(HOME)/.cache/admiralty-tools
 K8S_CACHE   := $(TOOLS_CACHE)/k8s-$(K8S_VERSION)
 KWOK_CACHE  := $(TOOLS_CACHE)/kwok-$(KWOK_VERSION)
 CTRL_CACHE  := $(TOOLS_CACHE)/controller-tools-$(CONTROLLER_TOOLS_VERSION)
+HELM_CACHE  := $(TOOLS_CACHE)/helm-$(HELM_VERSION)
 BIN := $(CURDIR)/bin
 
 # Kubernetes binaries must report a parseable version: kubectl, kwokctl and
@@ -40,7 +43,7 @@ help: ## List the targets.
 ##@ Tools
 
 .PHONY: tools
-tools: $(addprefix $(BIN)/,$(K8S_TOOLS) $(KWOK_TOOLS)) codegen-tools debian-packages ## Build the pinned control plane, kwok and code generators into bin/ (cached by version).
+tools: $(addprefix $(BIN)/,$(K8S_TOOLS) $(KWOK_TOOLS) helm) codegen-tools debian-packages ## Build the pinned control plane, kwok and code generators into bin/ (cached by version).
 
 .PHONY: codegen-tools
 codegen-tools: $(addprefix $(BIN)/,controller-gen $(CODEGEN_TOOLS))
@@ -56,14 +59,14 @@ debian-packages:
 
 # A symlink into the cache; relinked when a pinned version changes.
 $(BIN)/%: $(BIN)/.versions
-	@test -x $(K8S_CACHE)/$* -o -x $(KWOK_CACHE)/$* -o -x $(CTRL_CACHE)/$* || $(MAKE) --no-print-directory cache-$*
-	@for d in $(K8S_CACHE) $(KWOK_CACHE) $(CTRL_CACHE); do if [ -x $$d/$* ]; then ln -sf $$d/$* $@; fi; done
+	@test -x $(K8S_CACHE)/$* -o -x $(KWOK_CACHE)/$* -o -x $(CTRL_CACHE)/$* -o -x $(HELM_CACHE)/$* || $(MAKE) --no-print-directory cache-$*
+	@for d in $(K8S_CACHE) $(KWOK_CACHE) $(CTRL_CACHE) $(HELM_CACHE); do if [ -x $$d/$* ]; then ln -sf $$d/$* $@; fi; done
 
 $(BIN):
 	@mkdir -p $@
 
 $(BIN)/.versions: FORCE | $(BIN)
-	@v="$(K8S_VERSION) $(KWOK_VERSION) $(CONTROLLER_TOOLS_VERSION)"; [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" > $@
+	@v="$(K8S_VERSION) $(KWOK_VERSION) $(CONTROLLER_TOOLS_VERSION) $(HELM_VERSION)"; [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" > $@
 
 .PHONY: FORCE
 FORCE:
@@ -89,6 +92,16 @@ cache-controller-gen:
 	@mkdir -p $(CTRL_CACHE)
 	GOBIN=$(CTRL_CACHE) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
+# helm in its own module (go install pkg@version), away from hack/tools' k8s
+# pins; the ldflags are helm's own Makefile's: its version, and the
+# Kubernetes version that `helm template` and `helm lint` assume (its
+# client-go's, v0.37: 1.37).
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/lint/rules pkg/chartutil,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=37)
+cache-helm:
+	@mkdir -p $(HELM_CACHE)
+	GOBIN=$(HELM_CACHE) go install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
 ##@ Build
 
 .PHONY: build
@@ -98,14 +111,15 @@ $(BIN)/kube-scheduler-admiralty $(BIN)/admiralty-delegator $(BIN)/kubectl-admira
 	go build -ldflags "$(VERSION_LDFLAGS)" -o $@ ./cmd/$*
 
 .PHONY: generate
-generate: codegen-tools ## Regenerate deepcopy code, typed clients and CRD YAML.
+generate: codegen-tools $(BIN)/helm ## Regenerate deepcopy code, typed clients, CRD YAML, the chart's copies and manifests/.
 	hack/generate.sh
 
 .PHONY: verify
-verify: codegen-tools ## gofmt, go vet, and generated code up to date.
+verify: codegen-tools $(BIN)/helm ## gofmt, go vet, generated code and manifests/ up to date, helm lint.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	hack/generate.sh --verify
+	hack/manifests.sh lint
 
 ##@ Sandbox
 

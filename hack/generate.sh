@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Generates deepcopy code and CRD YAML (controller-gen) and the typed
-# clientset, listers and informers (code-generator) of apis/.
+# clientset, listers and informers (code-generator) of apis/; copies the CRDs
+# and config/scheduler-config.yaml into the Helm chart and renders the plain
+# YAML of manifests/ from it (hack/manifests.sh).
 #
 #   hack/generate.sh           regenerate in place
 #   hack/generate.sh --verify  regenerate in a copy and fail if anything differs
@@ -8,7 +10,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$ROOT/bin
 MODULE=admiralty.io/multicluster-scheduler
-GENERATED=(apis/multicluster/v1alpha1/zz_generated.deepcopy.go apis/generated config/crd)
+CHART=manifests/helm/multicluster-scheduler
+GENERATED=(apis/multicluster/v1alpha1/zz_generated.deepcopy.go apis/generated config/crd
+	$CHART/crds $CHART/files manifests/multicluster-scheduler.yaml config/rbac)
 
 generate() { # in the current directory, a copy of the module
 	local header=hack/boilerplate.go.txt apis=$MODULE/apis/multicluster/v1alpha1
@@ -24,6 +28,12 @@ generate() { # in the current directory, a copy of the module
 		--versioned-clientset-package "$MODULE/apis/generated/clientset/versioned" \
 		--listers-package "$MODULE/apis/generated/listers" \
 		--output-dir apis/generated/informers --output-pkg "$MODULE/apis/generated/informers" "$apis"
+	# The chart ships the CRDs and the scheduler's base configuration.
+	rm -rf "$CHART/crds" "$CHART/files"
+	mkdir -p "$CHART/crds" "$CHART/files"
+	cp config/crd/*.yaml "$CHART/crds/"
+	cp config/scheduler-config.yaml "$CHART/files/"
+	"$ROOT/hack/manifests.sh" render "$PWD"
 }
 
 if [[ ${1:-} != --verify ]]; then

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Local multi-cluster sandbox: N kwokctl clusters (binary runtime, no images),
-# each running kube-scheduler-admiralty as its scheduler and
-# admiralty-delegator as a local process.
+# each with the project installed from its Helm chart
+# (manifests/helm/multicluster-scheduler, rendered with
+# hack/sandbox/values.yaml): every object is applied, and the Deployment's two
+# containers, which have no image here, run as local processes with the
+# rendered arguments, acting as the chart's ServiceAccount (impersonation):
+# kube-scheduler-admiralty as the cluster's scheduler, admiralty-delegator
+# beside it. So the chart's RBAC, arguments and configuration are what the
+# sandbox runs.
 #
 #   hack/sandbox.sh up       create or reuse the clusters (idempotent)
 #   hack/sandbox.sh down     stop and remove everything `up` started, by pid
@@ -41,6 +47,10 @@ export KWOK_WORKDIR=$SANDBOX_DIR/kwok
 export KWOK_KUBECTL_BINARY=$BIN/kubectl
 KUBECTL=$BIN/kubectl
 KWOKCTL=$BIN/kwokctl
+HELM=$BIN/helm
+CHART=$ROOT/manifests/helm/multicluster-scheduler
+# The identity of both processes: the chart's ServiceAccount.
+IDENTITY=system:serviceaccount:admiralty:admiralty
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -88,13 +98,44 @@ wait_for() { # description, timeout seconds, command...
 	done
 }
 
-# scheduler_config writes cluster i's KubeSchedulerConfiguration: the
-# shipped one with this cluster's name, and prints its path.
+# scheduler_config writes the KubeSchedulerConfiguration that kwokctl
+# starts cluster i's scheduler with, before the chart's replaces it
+# (ensure_scheduler): the shipped one with this cluster's name. Prints its
+# path.
 scheduler_config() {
 	local i=$1 f
 	f=$(cluster_dir "$i")/scheduler-config.yaml
 	sed "s|^\( *clusterName:\).*|\1 cluster$i|" "$ROOT/config/scheduler-config.yaml" >"$f"
 	echo "$f"
+}
+
+# render_chart renders the chart for cluster i into $dir/chart.yaml: the
+# sandbox's values, this cluster's name and ports, and the scheduler's base
+# configuration read from config/scheduler-config.yaml itself (the chart's
+# files/ copy is refreshed by make generate only).
+render_chart() {
+	local i=$1 dir
+	dir=$(cluster_dir "$i")
+	"$HELM" template admiralty "$CHART" --namespace admiralty --include-crds \
+		-f "$ROOT/hack/sandbox/values.yaml" \
+		--set createNamespace=true \
+		--set "clusterName=cluster$i" \
+		--set "scheduler.securePort=$(scheduler_port "$i")" \
+		--set "delegator.healthPort=$(health_port "$i")" \
+		--set "delegator.webhookPort=$(webhook_port "$i")" \
+		--set "delegator.kubeletPort=$(kubelet_port "$i")" \
+		--set "delegator.webhookURL=https://127.0.0.1:$(webhook_port "$i")/mutate-pods" \
+		--set-file "scheduler.config=$ROOT/config/scheduler-config.yaml" \
+		>"$dir/chart.yaml.tmp" || die "cluster$i: helm template failed"
+	mv "$dir/chart.yaml.tmp" "$dir/chart.yaml"
+}
+
+# container_args prints the arguments of a container of the installed
+# Deployment, one per line.
+container_args() {
+	local i=$1 container=$2
+	kc "$i" -n admiralty get deployment admiralty -o json |
+		jq -er --arg c "$container" '.spec.template.spec.containers[] | select(.name == $c) | .args[]'
 }
 
 cluster_exists() { [[ -f $KWOK_WORKDIR/clusters/$(kwok_name "$1")/kwok.yaml ]]; }
@@ -110,7 +151,6 @@ ensure_cluster() {
 			"$KWOKCTL" start cluster --name "$name" --wait 60s >"$dir/kwokctl.log" 2>&1 ||
 				die "cluster$i: kwokctl start failed, see $dir/kwokctl.log"
 		fi
-		refresh_scheduler "$i"
 	else
 		log "cluster$i: creating $name (kube-apiserver on 127.0.0.1:$(apiserver_port "$i"))"
 		cat >"$dir/kwokctl.yaml" <<EOF
@@ -139,6 +179,11 @@ EOF
 		# client certificate, as kubeadm sets it up, so that the delegator's
 		# kubelet endpoint can authenticate and authorize it (kwok's
 		# kwok-admin, in system:masters; kwok ignores it).
+		# requestheader-*: the front-proxy settings a kubeadm cluster has,
+		# which kube-apiserver publishes in extension-apiserver-authentication
+		# and the scheduler's delegated authentication reads (without them it
+		# logs an error at every retry); no certificate has the allowed name,
+		# so no client can use the headers.
 		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$ROOT/hack/sandbox/kwok-stages.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
 			--node-lease-duration-seconds 40 \
@@ -152,46 +197,53 @@ EOF
 			--enable-crds Logs,ClusterLogs,Attach,ClusterAttach,Exec,ClusterExec,PortForward,ClusterPortForward \
 			--extra-args "kube-apiserver=kubelet-client-certificate=$KWOK_WORKDIR/clusters/$name/pki/admin.crt" \
 			--extra-args "kube-apiserver=kubelet-client-key=$KWOK_WORKDIR/clusters/$name/pki/admin.key" \
+			--extra-args "kube-apiserver=requestheader-client-ca-file=$KWOK_WORKDIR/clusters/$name/pki/ca.crt" \
+			--extra-args "kube-apiserver=requestheader-allowed-names=front-proxy-client" \
 			--kubeconfig "$dir/kwokctl.kubeconfig" \
 			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
 			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
-		date +%s >"$dir/scheduler.stamp"
-		# A scheduler that could not start (its port still held by a process
-		# of an earlier sandbox, say) is started again below.
-		refresh_scheduler "$i"
 	fi
 	write_kubeconfigs "$i"
 	wait_for "cluster$i API server" 60 api_ready "$i"
 }
 
-# kwokctl links the scheduler binary and copies its configuration at
-# creation. A rebuilt binary or an edited configuration takes effect here:
-# the scheduler process alone is restarted with the command line it had
-# (restarting the whole cluster would make kwok wait for its node leases).
-refresh_scheduler() {
-	local i=$1 name dir wd pidfile
+# ensure_scheduler runs cluster i's scheduler as the chart's container
+# kube-scheduler-admiralty would run: its arguments, its configuration (the
+# ConfigMap), the ServiceAccount's identity (clientConnection.kubeconfig,
+# and for the secure port's delegated authentication and authorization,
+# which in a pod use the service account). It stays kwokctl's process (the
+# binary kwokctl linked, its pid and log files), so `kwokctl start` and
+# `down` handle it; one started with other arguments or configuration (by
+# kwokctl at creation or restart, or an older sandbox.sh), with an older
+# binary, or not running is (re)started.
+ensure_scheduler() {
+	local i=$1 name dir wd pidfile conf
 	name=$(kwok_name "$i")
 	dir=$(cluster_dir "$i")
 	wd=$KWOK_WORKDIR/clusters/$name
 	pidfile=$wd/pids/kube-scheduler.pid
-	if [[ -f $dir/scheduler.stamp && $dir/scheduler.stamp -nt $BIN/kube-scheduler-admiralty &&
-		$dir/scheduler.stamp -nt $ROOT/config/scheduler-config.yaml ]] && alive "$pidfile"; then
+	conf=$wd/scheduler.yaml
+	local -a args=("$wd/bin/kube-scheduler")
+	local a
+	while IFS= read -r a; do
+		case $a in
+		--config=*) args+=("--config=$conf") ;;
+		*) args+=("$a") ;;
+		esac
+	done < <(container_args "$i" kube-scheduler-admiralty)
+	args+=("--authentication-kubeconfig=$dir/delegator.kubeconfig" "--authorization-kubeconfig=$dir/delegator.kubeconfig")
+	kc "$i" -n admiralty get configmap admiralty-scheduler-config -o json |
+		jq -er '.data["scheduler-config.yaml"]' |
+		sed "s|^clientConnection:\$|clientConnection:\n  kubeconfig: $dir/delegator.kubeconfig|" >"$conf.new"
+	grep -q "kubeconfig: $dir/delegator.kubeconfig" "$conf.new" || die "cluster$i: the chart's scheduler configuration has no clientConnection"
+	if alive "$pidfile" && cmp -s "$conf.new" "$conf" && [[ $dir/scheduler.stamp -nt $BIN/kube-scheduler-admiralty ]] &&
+		[[ "$(tr '\0' ' ' <"/proc/$(cat "$pidfile")/cmdline")" == "${args[*]} " ]]; then
+		rm -f "$conf.new"
 		return 0
 	fi
-	log "cluster$i: scheduler binary or configuration changed, or scheduler down: (re)starting it"
-	# The same rewrite kwokctl does: the scheduler's own kubeconfig.
-	sed "s|^clientConnection:\$|clientConnection:\n  kubeconfig: $wd/kubeconfig.yaml|" \
-		"$(scheduler_config "$i")" >"$wd/scheduler.yaml"
-	local -a args
-	if alive "$pidfile"; then
-		mapfile -d '' -t args <"/proc/$(cat "$pidfile")/cmdline"
-		stop_pid "$pidfile"
-	else
-		args=(kube-scheduler "--config=$wd/scheduler.yaml"
-			"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"
-			"--bind-address=0.0.0.0" "--secure-port=$(scheduler_port "$i")")
-	fi
-	args[0]=$wd/bin/kube-scheduler
+	log "cluster$i: (re)starting kube-scheduler-admiralty with the chart's arguments and configuration (log $wd/logs/kube-scheduler.log)"
+	stop_pid "$pidfile"
+	mv "$conf.new" "$conf"
 	setsid "${args[@]}" >>"$wd/logs/kube-scheduler.log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
 	date +%s >"$dir/scheduler.stamp"
@@ -207,9 +259,9 @@ write_kubeconfigs() {
 			.clusters[0].name = $n | .users[0].name = $n |
 			.contexts[0].name = $n | .contexts[0].context.cluster = $n | .contexts[0].context.user = $n |
 			.["current-context"] = $n' >"$dir/admin.kubeconfig"
-	# The delegator acts as the admiralty service account, so the sandbox
-	# exercises the project's RBAC exactly as an in-cluster install does.
-	jq '.users[0].user.as = "system:serviceaccount:admiralty:admiralty"' \
+	# The scheduler and the delegator act as the chart's service account, so
+	# the sandbox exercises the chart's RBAC as an in-cluster install does.
+	jq --arg identity "$IDENTITY" '.users[0].user.as = $identity' \
 		"$dir/admin.kubeconfig" >"$dir/delegator.kubeconfig"
 	chmod 600 "$dir/admin.kubeconfig" "$dir/delegator.kubeconfig"
 }
@@ -256,14 +308,16 @@ EOF
 	wait_for "cluster$i nodes Ready" 60 kc "$i" wait --for=condition=Ready node -l type=kwok --timeout=1s
 }
 
+# install_project applies the rendered chart (CRDs first, then the rest;
+# the Deployment has no replica here), server-side, as `kubectl apply
+# --server-side -f manifests/multicluster-scheduler.yaml` would.
 install_project() {
 	local i=$1
-	kc "$i" apply -f "$ROOT/config/rbac/namespace.yaml" >/dev/null
-	kc "$i" apply -f "$ROOT/config/rbac/" >/dev/null
-	if compgen -G "$ROOT/config/crd/*.yaml" >/dev/null; then
-		kc "$i" apply --server-side --force-conflicts -f "$ROOT/config/crd/" >/dev/null
-		kc "$i" wait --for=condition=Established -f "$ROOT/config/crd/" --timeout=60s >/dev/null
-	fi
+	render_chart "$i"
+	kc "$i" apply --server-side --force-conflicts -f "$CHART/crds/" >/dev/null
+	kc "$i" wait --for=condition=Established -f "$CHART/crds/" --timeout=60s >/dev/null
+	kc "$i" apply --server-side --force-conflicts -f "$(cluster_dir "$i")/chart.yaml" >/dev/null ||
+		die "cluster$i: applying the rendered chart ($(cluster_dir "$i")/chart.yaml) failed"
 }
 
 scheduler_healthy() {
@@ -289,34 +343,31 @@ ensure_delegator() {
 	else
 		log "cluster$i: no kwok logs/exec kinds (an older sandbox): kubectl logs and exec on delegates will fail"
 	fi
-	if alive "$pidfile" && [[ $pidfile -nt $BIN/admiralty-delegator ]]; then
+	# The chart's container admiralty-delegator, with the service account's
+	# identity (in a pod, the in-cluster configuration).
+	local -a args=(--kubeconfig "$dir/delegator.kubeconfig")
+	local a
+	while IFS= read -r a; do args+=("$a"); done < <(container_args "$i" admiralty-delegator)
+	# A delegator started with other flags (an older sandbox.sh) is
+	# restarted, as is one whose binary changed.
+	if alive "$pidfile" && [[ $pidfile -nt $BIN/admiralty-delegator && "$(cat "$dir/delegator.args" 2>/dev/null)" == "${args[*]}" ]]; then
 		return 0
 	fi
 	if alive "$pidfile"; then
-		log "cluster$i: delegator binary changed, restarting it"
+		log "cluster$i: delegator binary or flags changed, restarting it"
 		stop_pid "$pidfile"
 	fi
 	log "cluster$i: starting admiralty-delegator (health on 127.0.0.1:$(health_port "$i"), log $dir/delegator.log)"
 	# setsid: the delegator outlives the make that started it, like the
 	# clusters do; `down` stops it by pid.
-	setsid "$BIN/admiralty-delegator" \
-		--kubeconfig "$dir/delegator.kubeconfig" \
-		--cluster-name "cluster$i" \
-		--namespace admiralty \
-		--health-addr "127.0.0.1:$(health_port "$i")" \
-		--kubelet-addr "127.0.0.1:$(kubelet_port "$i")" \
-		--kubelet-advertise-address 127.0.0.1 \
-		--webhook-addr "127.0.0.1:$(webhook_port "$i")" \
-		--webhook-url "https://127.0.0.1:$(webhook_port "$i")/mutate-pods" \
-		--leader-elect-lease-duration 15s \
-		--log-format json -v 2 \
-		>>"$dir/delegator.log" 2>&1 </dev/null &
+	setsid "$BIN/admiralty-delegator" "${args[@]}" >>"$dir/delegator.log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
+	echo "${args[*]}" >"$dir/delegator.args"
 }
 
 up() {
 	local i
-	for tool in kubectl kwokctl kwok kube-apiserver kube-controller-manager etcd kube-scheduler-admiralty admiralty-delegator; do
+	for tool in kubectl kwokctl kwok kube-apiserver kube-controller-manager etcd helm kube-scheduler-admiralty admiralty-delegator; do
 		[[ -x $BIN/$tool ]] || die "missing $BIN/$tool: run make tools build"
 	done
 	command -v jq >/dev/null || die "jq is missing: run make tools"
@@ -325,6 +376,7 @@ up() {
 	for i in $(seq "$SANDBOX_CLUSTERS"); do
 		ensure_nodes "$i"
 		install_project "$i"
+		ensure_scheduler "$i"
 		ensure_delegator "$i"
 	done
 	for i in $(seq "$SANDBOX_CLUSTERS"); do
@@ -394,9 +446,10 @@ describe() {
 			--arg dir "$(cluster_dir "$i")" --arg workdir "$KWOK_WORKDIR/clusters/$(kwok_name "$i")" \
 			--arg api "https://127.0.0.1:$(apiserver_port "$i")" \
 			--arg health "http://127.0.0.1:$(health_port "$i")" \
+			--arg schedHealth "https://127.0.0.1:$(scheduler_port "$i")" \
 			--argjson webhook "$(webhook_port "$i")" --argjson kubelet "$(kubelet_port "$i")" \
 			'{context: $ctx, kwokName: $kwok, region: $region, dir: $dir, kwokWorkdir: $workdir,
-			  apiServer: $api, delegatorHealth: $health, webhookPort: $webhook, kubeletPort: $kubelet,
+			  apiServer: $api, delegatorHealth: $health, schedulerHealth: $schedHealth, webhookPort: $webhook, kubeletPort: $kubelet,
 			  adminKubeconfig: ($dir + "/admin.kubeconfig"), delegatorKubeconfig: ($dir + "/delegator.kubeconfig"),
 			  delegatorPidFile: ($dir + "/delegator.pid")}'
 	done | jq -s --arg kc "$SANDBOX_DIR/kubeconfig" --arg bin "$BIN" '{kubeconfig: $kc, bin: $bin, clusters: .}'
