@@ -11,7 +11,9 @@ import (
 	"admiralty.io/multicluster-scheduler/delegator/clustersummary"
 	"admiralty.io/multicluster-scheduler/delegator/failover"
 	"admiralty.io/multicluster-scheduler/delegator/feedback"
+	"admiralty.io/multicluster-scheduler/delegator/follow"
 	"admiralty.io/multicluster-scheduler/delegator/kubelet"
+	"admiralty.io/multicluster-scheduler/delegator/service"
 	"admiralty.io/multicluster-scheduler/delegator/source"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 	"admiralty.io/multicluster-scheduler/delegator/webhook"
@@ -29,7 +31,11 @@ func main() {
 		feedback.NewController,
 		failover.NewController,
 		source.NewController,
+		// The chaperon controller holds delegates back until the follow
+		// controller of their source copied their config maps and secrets.
 		chaperon.NewController,
+		follow.NewSourceController,
+		service.NewController,
 		clustersummary.NewController,
 	)))
 }

@@ -32,6 +32,7 @@ import (
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/delegator/follow"
 )
 
 // Event reasons on PodChaperons.
@@ -44,6 +45,9 @@ const (
 	// ReasonSpecChangeIgnored: the chaperon's spec changed after its
 	// delegate was made; a pod's spec cannot follow.
 	ReasonSpecChangeIgnored = "SpecChangeIgnored"
+	// ReasonWaitingForDependencies: the delegate waits for the copies of
+	// the config maps and secrets it uses.
+	ReasonWaitingForDependencies = follow.ReasonWaitingForDependencies
 )
 
 // Controller makes delegates from chaperons.
@@ -55,6 +59,9 @@ type Controller struct {
 	pods       corelisters.PodLister
 	podFactory informers.SharedInformerFactory
 	controller *controller.Controller
+	// gate, if not nil, holds a delegate back until the copies of its
+	// config maps and secrets are there.
+	gate *follow.Gate
 
 	mu sync.Mutex
 	// memos, by chaperon key, is what the caches may no longer show.
@@ -80,7 +87,17 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
 	pods := podFactory.Core().V1().Pods().Informer()
 	chaperons := d.MCInformers.Multicluster().V1alpha1().PodChaperons().Informer()
-	return New(d.Client, d.MCClient, d.Recorder, chaperons, pods, podFactory), nil
+	c := New(d.Client, d.MCClient, d.Recorder, chaperons, pods, podFactory)
+	c.SetGate(follow.NewGate(d.Options.ClusterName, d.Client, d.MCClient, chaperons))
+	return c, nil
+}
+
+// SetGate makes delegates wait for their dependencies; call it before
+// Start.
+func (c *Controller) SetGate(g *follow.Gate) {
+	c.gate = g
+	g.Notify(c.controller.EnqueueKey)
+	c.controller.WaitFor(g.HasSynced)
 }
 
 // New returns the controller. podInformer must hold the delegates (pods
@@ -137,6 +154,16 @@ func (c *Controller) Start(ctx context.Context) error {
 	if c.podFactory != nil {
 		c.podFactory.Start(ctx.Done())
 		defer c.podFactory.Shutdown()
+	}
+	if c.gate != nil {
+		gateDone := make(chan struct{})
+		go func() {
+			defer close(gateDone)
+			if err := c.gate.Start(ctx); err != nil && ctx.Err() == nil {
+				klog.FromContext(ctx).Error(err, "Follow garbage collector stopped")
+			}
+		}()
+		defer func() { <-gateDone }()
 	}
 	return c.controller.Start(ctx)
 }
@@ -220,7 +247,8 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 		// the terminal phase of a delegate killed by its deletion).
 		return nil
 	}
-	recreate := ch.Status.Phase != "" || len(ch.Status.Conditions) > 0
+	// A chaperon that only waited for its dependencies had no delegate.
+	recreate := (ch.Status.Phase != "" || len(ch.Status.Conditions) > 0) && !follow.IsWaiting(ch.Status)
 	if recreate {
 		// A delegate existed. Our cache may lag behind a deletion of the
 		// chaperon (the garbage collector then deleted the pod): ask the API
@@ -234,6 +262,28 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 		}
 		if live.UID != ch.UID || live.DeletionTimestamp != nil || IsTerminal(live.Status.Phase) {
 			return nil
+		}
+	}
+	if c.gate != nil {
+		verdict, err := c.gate.Check(ctx, ch)
+		if err != nil {
+			return err
+		}
+		if verdict.Conflict != nil || verdict.Waiting != "" {
+			logger.V(2).Info("Delegate held back", "chaperon", klog.KObj(ch), "conflict", verdict.Conflict, "waiting", verdict.Waiting)
+		}
+		if verdict.Conflict != nil {
+			// Not this source's object: never the delegate's. Reported as
+			// a refusal, so the source moves on; retried with backoff, in
+			// case the object goes.
+			if rerr := c.reject(ctx, ch, verdict.Conflict); rerr != nil {
+				return rerr
+			}
+			return verdict.Conflict
+		}
+		if verdict.Waiting != "" {
+			// The copies' events bring this key back.
+			return c.waitForDependencies(ctx, ch, verdict.Reason, verdict.Waiting)
 		}
 	}
 	pod := Delegate(ch)
@@ -278,6 +328,17 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 		// backoff, without telling the source anything yet.
 		return fmt.Errorf("creating delegate %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+}
+
+// waitForDependencies says on the chaperon, once, what its delegate waits
+// for.
+func (c *Controller) waitForDependencies(ctx context.Context, ch *v1alpha1.PodChaperon, reason, message string) error {
+	wrote, err := c.mirror(ctx, ch, follow.WaitingStatus(ch.Status, reason, message, metav1.Now()))
+	if wrote {
+		klog.FromContext(ctx).V(2).Info("Delegate waits for its dependencies", "chaperon", klog.KObj(ch), "message", message)
+		c.recorder.Event(ch, corev1.EventTypeNormal, reason, message)
+	}
+	return err
 }
 
 // delegateExists checks that pod is the chaperon's delegate, then reports

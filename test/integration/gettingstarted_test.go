@@ -121,6 +121,20 @@ spec:
 	patchSelector(ctx, t, c1, ns, `{"topology.kubernetes.io/region": "eu"}`)
 	waitPlacement(ctx, t, ns, 10, map[string]bool{"cluster2": true})
 
+	// Service Reroute and Globalization, with the seed's command; and an
+	// ingress in front of the service, which follows its delegates.
+	shell(t, ctx, fmt.Sprintf(`kubectl --context cluster1 -n %s expose deployment nginx`, ns))
+	kubectlApply(t, c1, fmt.Sprintf(`
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: nginx, namespace: %s}
+spec:
+  defaultBackend: {service: {name: nginx, port: {number: 80}}}
+`, ns))
+	checkServiceRerouted(ctx, t, ns)
+	checkServiceCopy(ctx, t, c2, ns, true)
+	checkIngressCopy(ctx, t, ns, map[string]bool{"cluster2": true})
+
 	kubectlApply(t, c1, fmt.Sprintf(`
 apiVersion: multicluster.admiralty.io/v1alpha1
 kind: Target
@@ -134,6 +148,11 @@ spec:
 	waitNodeReady(ctx, t, c1, vnode("c3"))
 	patchSelector(ctx, t, c1, ns, `{"topology.kubernetes.io/region": "ap"}`)
 	waitPlacement(ctx, t, ns, 10, map[string]bool{"cluster3": true})
+	// The global service is in every target; the ingress moves with the
+	// delegates.
+	checkServiceCopy(ctx, t, c3, ns, true)
+	checkServiceCopy(ctx, t, c2, ns, false)
+	checkIngressCopy(ctx, t, ns, map[string]bool{"cluster3": true})
 
 	// A selector that no cluster matches: Pending, with per-target reasons.
 	patchSelector(ctx, t, c1, ns, `{"topology.kubernetes.io/region": "mars"}`)
@@ -241,6 +260,19 @@ spec:
 	// Clean up while the targets are connected, so delegates go with their
 	// proxies.
 	_ = c1.Client.AppsV1().Deployments(ns).Delete(ctx, "nginx", metav1.DeleteOptions{})
+	// No proxy left: the service gets its selector back, is no longer
+	// global, and its copy goes from cluster2 (cluster3's Target is gone:
+	// its copy stays there with its namespace).
+	eventually(ctx, t, "the service is restored and its copies deleted", func(ctx context.Context) (bool, string, error) {
+		svc, err := c1.Client.CoreV1().Services(ns).Get(ctx, "nginx", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		_, copyErr := c2.Client.CoreV1().Services(ns).Get(ctx, "nginx", metav1.GetOptions{})
+		msg := fmt.Sprintf("selector %v, annotations %v, copy in cluster2: %v", svc.Spec.Selector, svc.Annotations, copyErr)
+		return cmp.Equal(svc.Spec.Selector, map[string]string{"app": "nginx"}) && svc.Annotations["io.cilium/global-service"] == "" &&
+			apierrors.IsNotFound(copyErr), msg, nil
+	})
 	eventually(ctx, t, "no delegate is left behind", func(ctx context.Context) (bool, string, error) {
 		n := 0
 		for _, c := range sandbox.Clusters {
@@ -251,6 +283,77 @@ spec:
 			n += len(pods.Items)
 		}
 		return n == 0, fmt.Sprintf("%d delegates", n), nil
+	})
+}
+
+// checkServiceRerouted: the service of the proxies selects the delegates
+// and is global.
+func checkServiceRerouted(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	c1 := sandbox.Clusters[0]
+	eventually(ctx, t, "the service is rerouted and global in cluster1", func(ctx context.Context) (bool, string, error) {
+		svc, err := c1.Client.CoreV1().Services(ns).Get(ctx, "nginx", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		msg := fmt.Sprintf("selector %v, annotations %v", svc.Spec.Selector, svc.Annotations)
+		return cmp.Equal(svc.Spec.Selector, map[string]string{v1alpha1.LabelPrefix + "app": "nginx"}) &&
+			svc.Annotations["io.cilium/global-service"] == "true" &&
+			svc.Annotations[v1alpha1.GroupName+"/original-selector"] == `{"app":"nginx"}`, msg, nil
+	})
+}
+
+// checkServiceCopy: cluster c has a copy of the global service, with the
+// delegates' selector, and its endpoints are the delegates' IPs there (some,
+// or none if withDelegates is false).
+func checkServiceCopy(ctx context.Context, t *testing.T, c *Cluster, ns string, withDelegates bool) {
+	t.Helper()
+	eventually(ctx, t, "a copy of the service in "+c.Context+" selects the delegates there", func(ctx context.Context) (bool, string, error) {
+		svc, err := c.Client.CoreV1().Services(ns).Get(ctx, "nginx", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		msg := fmt.Sprintf("selector %v, annotations %v, labels %v", svc.Spec.Selector, svc.Annotations, svc.Labels)
+		return cmp.Equal(svc.Spec.Selector, map[string]string{v1alpha1.LabelPrefix + "app": "nginx"}) &&
+			svc.Annotations["io.cilium/global-service"] == "true" &&
+			svc.Labels[v1alpha1.GroupName+"/origin-cluster"] == "cluster1", msg, nil
+	})
+	eventually(ctx, t, "the endpoints of the service in "+c.Context+" are the delegates' IPs", func(ctx context.Context) (bool, string, error) {
+		want := map[string]bool{}
+		for _, d := range listDelegates(ctx, t, c, ns) {
+			if d.Status.PodIP != "" {
+				want[d.Status.PodIP] = true
+			}
+		}
+		slices, err := c.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=nginx"})
+		if err != nil {
+			return false, "", err
+		}
+		got := map[string]bool{}
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				for _, a := range e.Addresses {
+					got[a] = true
+				}
+			}
+		}
+		return (len(want) > 0) == withDelegates && cmp.Equal(want, got), fmt.Sprintf("delegates %v, endpoints %v", keys(want), keys(got)), nil
+	})
+}
+
+// checkIngressCopy: the ingress is copied to the clusters that run its
+// service's delegates, and only there.
+func checkIngressCopy(ctx context.Context, t *testing.T, ns string, where map[string]bool) {
+	t.Helper()
+	eventually(ctx, t, fmt.Sprintf("the ingress is in %v only", keys(where)), func(ctx context.Context) (bool, string, error) {
+		var wrong []string
+		for _, c := range sandbox.Clusters[1:] {
+			_, err := c.Client.NetworkingV1().Ingresses(ns).Get(ctx, "nginx", metav1.GetOptions{})
+			if where[c.Context] != (err == nil) {
+				wrong = append(wrong, fmt.Sprintf("%s: %v", c.Context, err))
+			}
+		}
+		return len(wrong) == 0, strings.Join(wrong, "; "), nil
 	})
 }
 
