@@ -15,6 +15,7 @@ import (
 	"admiralty.io/multicluster-scheduler/delegator/kubelet"
 	"admiralty.io/multicluster-scheduler/delegator/service"
 	"admiralty.io/multicluster-scheduler/delegator/source"
+	"admiralty.io/multicluster-scheduler/delegator/stats"
 	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 	"admiralty.io/multicluster-scheduler/delegator/webhook"
 )
@@ -37,5 +38,7 @@ func main() {
 		follow.NewSourceController,
 		service.NewController,
 		clustersummary.NewController,
+		// Metrics of the targets and delegates, read at scrape time.
+		stats.NewController,
 	)))
 }

@@ -126,6 +126,9 @@ type Plugin struct {
 	// targetOf maps a virtual node to its live target (the registry's).
 	targetOf func(node string) *targets.Target
 
+	// attempts: metrics and Events of each attempt (metrics.go).
+	attempts *attempts
+
 	mu       sync.Mutex
 	inflight map[types.UID]*reservation
 	refused  map[types.UID]map[targets.Ref]refusal
@@ -179,6 +182,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		args:     args,
 		sim:      sim,
 		inflight: map[types.UID]*reservation{},
+		attempts: newAttempts(h.EventRecorder()),
 		refused:  map[types.UID]map[targets.Ref]refusal{},
 	}
 	// The scheduler's configuration asks for protobuf, which custom
@@ -238,9 +242,11 @@ const stateKey fwk.StateKey = Name
 // cycleState carries the original pod and the per-node scores of one
 // scheduling cycle.
 type cycleState struct {
-	source *v1.Pod
-	mu     sync.Mutex
-	scores map[string]int64
+	// started is when PreFilter ran: the attempt's start (metrics).
+	started time.Time
+	source  *v1.Pod
+	mu      sync.Mutex
+	scores  map[string]int64
 }
 
 func (s *cycleState) Clone() fwk.StateData { return s }
@@ -251,7 +257,7 @@ func (p *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod,
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
-	state.Write(stateKey, &cycleState{source: source, scores: map[string]int64{}})
+	state.Write(stateKey, &cycleState{started: time.Now(), source: source, scores: map[string]int64{}})
 	return nil, nil
 }
 
@@ -376,6 +382,7 @@ func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, n
 	if t == nil {
 		return fwk.NewStatus(fwk.Unschedulable, ErrReasonNoTarget)
 	}
+	p.attempts.reserved(pod, t.Ref.String(), s.started)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inflight[pod.UID] = &reservation{
@@ -397,6 +404,7 @@ func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _
 		p.refuseLocked(pod.UID, r.target.Ref, "no answer within "+p.args.CandidateTimeout.Duration.String())
 	}
 	p.mu.Unlock()
+	p.attempts.unreserved(pod.UID, "no answer within "+p.args.CandidateTimeout.Duration.String())
 	if r == nil {
 		return
 	}
@@ -454,6 +462,7 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the PodChaperon: %v", r.target.Ref.Name, err))
 		return
 	}
+	p.attempts.sent(r.proxy.UID, created.Name)
 	p.chaperonChanged(r.target, created)
 }
 
@@ -498,6 +507,7 @@ func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
 		p.refuseLocked(uid, r.target.Ref, message)
 	}
 	p.mu.Unlock()
+	p.attempts.decided(uid, allowed, message)
 	p.deliver(uid, allowed, message, 0)
 }
 
@@ -519,6 +529,7 @@ func (p *Plugin) deliver(uid types.UID, allowed bool, message string, attempt in
 // PostBind keeps the reservation briefly: the target's summary counts the
 // delegate within its update interval (1s by default).
 func (p *Plugin) PostBind(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	p.attempts.bound(pod.UID)
 	time.AfterFunc(3*time.Second, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()

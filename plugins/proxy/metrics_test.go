@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/component-base/metrics/testutil"
+)
+
+// Each way an attempt ends is counted under its result, once, with the
+// candidate wait only for attempts whose chaperon reached the target, and
+// the Event that explains it.
+func TestAttempts(t *testing.T) {
+	rec := events.NewFakeRecorder(10)
+	a := newAttempts(rec)
+	pod := func(uid string) *v1.Pod {
+		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p-" + uid, UID: types.UID(uid)}}
+	}
+	target := "metrics-test/c2"
+	started := time.Now().Add(-time.Second)
+
+	a.reserved(pod("scheduled"), target, started)
+	a.sent("scheduled", "p-scheduled-abcde")
+	a.decided("scheduled", true, "")
+	a.bound("scheduled")
+	a.bound("scheduled") // a second end is ignored
+
+	a.reserved(pod("refused"), target, started)
+	a.sent("refused", "p-refused-abcde")
+	a.decided("refused", false, "c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.")
+	a.unreserved("refused", "no answer within 30s")
+
+	a.reserved(pod("timeout"), target, started)
+	a.sent("timeout", "p-timeout-abcde")
+	a.unreserved("timeout", "no answer within 30s")
+
+	a.reserved(pod("error"), target, started)
+	a.decided("error", false, "c2: cannot create the PodChaperon: forbidden")
+	a.unreserved("error", "no answer within 30s")
+
+	a.unreserved("never-reserved", "")
+	if len(a.m) != 0 {
+		t.Errorf("%d attempts left behind", len(a.m))
+	}
+
+	for _, result := range []string{ResultScheduled, ResultRefused, ResultTimeout, ResultError} {
+		got, err := testutil.GetCounterMetricValue(schedulingAttempts.WithLabelValues(result, target))
+		if err != nil || got != 1 {
+			t.Errorf("attempts{result=%s}: %v, %v; want 1", result, got, err)
+		}
+		n, err := testutil.GetHistogramMetricCount(schedulingDuration.WithLabelValues(result, target))
+		if err != nil || n != 1 {
+			t.Errorf("attempt duration{result=%s}: %d observations, %v; want 1", result, n, err)
+		}
+		wantWait := uint64(1)
+		if result == ResultError {
+			wantWait = 0
+		}
+		n, err = testutil.GetHistogramMetricCount(candidateWait.WithLabelValues(result, target))
+		if err != nil || n != wantWait {
+			t.Errorf("candidate wait{result=%s}: %d observations, %v; want %d", result, n, err, wantWait)
+		}
+	}
+	sum, _ := testutil.GetHistogramMetricValue(schedulingDuration.WithLabelValues(ResultScheduled, target))
+	if sum < 1 {
+		t.Errorf("attempt duration of the scheduled pod: %v s, want at least 1 s (from PreFilter)", sum)
+	}
+
+	want := []string{
+		"Normal TargetChosen PodChaperon ns/p-scheduled-abcde sent to target metrics-test/c2",
+		"Normal TargetChosen PodChaperon ns/p-refused-abcde",
+		"Warning TargetRefused c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.",
+		"Normal TargetChosen PodChaperon ns/p-timeout-abcde",
+		"Warning TargetRefused metrics-test/c2: no answer within 30s",
+		"Warning SendFailed c2: cannot create the PodChaperon: forbidden",
+	}
+	for _, w := range want {
+		select {
+		case got := <-rec.Events:
+			if !strings.HasPrefix(got, w) {
+				t.Errorf("event %q, want %q...", got, w)
+			}
+		default:
+			t.Fatalf("no event, want %q", w)
+		}
+	}
+	select {
+	case got := <-rec.Events:
+		t.Errorf("unexpected event %q", got)
+	default:
+	}
+}
