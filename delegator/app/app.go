@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -162,6 +163,15 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 	healthz.InstallLivezHandler(mux, checks...)
 	healthz.InstallReadyzHandler(mux, append(checks, healthz.NewShutdownHealthz(stopping))...)
 	mux.Handle("/metrics", legacyregistry.Handler())
+	if o.Profiling {
+		// Go's profiles (heap, goroutine, CPU...), as --profiling of the
+		// upstream components serves them.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	listener, err := net.Listen("tcp", o.HealthAddr)
 	if err != nil {
 		return fmt.Errorf("--health-addr: %w", err)

@@ -37,6 +37,8 @@ type Options struct {
 	KubeAPIBurst int
 	// ShutdownTimeout bounds how long a graceful shutdown may take.
 	ShutdownTimeout time.Duration
+	// Profiling serves Go's profiles on HealthAddr, under /debug/pprof/.
+	Profiling bool
 
 	// TargetHealthInterval is how often each target is checked again and
 	// its Ready condition refreshed.
@@ -119,6 +121,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "Address serving /healthz, /livez, /readyz and /metrics.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Client QPS limit, for the local cluster and each target.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Client burst limit, for the local cluster and each target.")
+	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "Serve Go's profiles (heap, goroutines, CPU) on --health-addr under /debug/pprof/; off by default, since that address is not authenticated.")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
 	fs.DurationVar(&o.TargetHealthInterval, "target-health-interval", o.TargetHealthInterval, "How often each Target and ClusterTarget is checked again (Ready condition).")
 	fs.DurationVar(&o.VirtualNodeLeaseDuration, "virtual-node-lease-duration", o.VirtualNodeLeaseDuration, "Lease duration of virtual nodes, renewed every quarter of it while their target answers; the node lifecycle controller marks the node NotReady when it lapses.")

@@ -167,8 +167,22 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	} else if err != nil {
 		return controller.Result{}, err
 	}
-	var bound *targets.Target
 	live := c.registry.List()
+	// This informer may lag behind the chaperons' (a proxy created, then
+	// scheduled, a moment ago; a restart): before deleting a chaperon
+	// because its proxy seems gone or another incarnation, ask the API.
+	if c.stale(pod, live, key) {
+		fresh, err := c.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			pod = nil
+		case err != nil:
+			return controller.Result{}, err
+		case fresh.Labels[v1alpha1.LabelIsProxy] == "true":
+			pod = fresh
+		}
+	}
+	var bound *targets.Target
 	if pod != nil && pod.Spec.NodeName != "" {
 		bound = c.registry.ByVirtualNode(pod.Spec.NodeName)
 	}
@@ -217,6 +231,19 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	delete(c.missingSince, pod.UID)
 	c.mu.Unlock()
 	return controller.Result{}, c.feedback(ctx, pod, mine)
+}
+
+// stale tells whether a chaperon of key in a live target names a proxy
+// that the cached pod is not: the cache may not have caught up yet.
+func (c *Controller) stale(pod *corev1.Pod, live []*targets.Target, key string) bool {
+	for _, t := range live {
+		for _, ch := range chaperonsOf(t, key) {
+			if pod == nil || ch.Labels[v1alpha1.LabelParentUID] != string(pod.UID) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *v1alpha1.PodChaperon) error {
