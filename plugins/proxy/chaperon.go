@@ -60,9 +60,11 @@ func MakeChaperon(source, proxy *v1.Pod, sourceCluster string) (*v1alpha1.PodCha
 	}, nil
 }
 
-// handlerFuncs calls onChange for added and updated chaperons.
+// handlerFuncs calls onChange for added and updated chaperons, onDelete
+// for deleted ones.
 type handlerFuncs struct {
 	onChange func(*v1alpha1.PodChaperon)
+	onDelete func(*v1alpha1.PodChaperon)
 }
 
 func (h handlerFuncs) OnAdd(obj any, _ bool) {
@@ -77,7 +79,17 @@ func (h handlerFuncs) OnUpdate(_, obj any) {
 	}
 }
 
-func (h handlerFuncs) OnDelete(any) {}
+func (h handlerFuncs) OnDelete(obj any) {
+	if h.onDelete == nil {
+		return
+	}
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if c, ok := obj.(*v1alpha1.PodChaperon); ok {
+		h.onDelete(c)
+	}
+}
 
 var _ cache.ResourceEventHandler = handlerFuncs{}
 

@@ -28,8 +28,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/podtopologyspread"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
@@ -126,12 +128,24 @@ type Plugin struct {
 	// targetOf maps a virtual node to its live target (the registry's).
 	targetOf func(node string) *targets.Target
 
+	// spread is the upstream PodTopologySpread plugin, for the constraints
+	// that spread pods over clusters (advanced.go).
+	spread *podtopologyspread.PodTopologySpread
+
 	// attempts: metrics and Events of each attempt (metrics.go).
 	attempts *attempts
 
 	mu       sync.Mutex
 	inflight map[types.UID]*reservation
 	refused  map[types.UID]map[targets.Ref]refusal
+	// pending proxies are requeued when a target frees room.
+	pending          map[types.UID]*v1.Pod
+	requeueScheduled bool
+	// leaving: the chaperons of unreserved proxies while they and their
+	// delegates are deleted, by proxy UID, then target and name. A proxy's
+	// next chaperon is sent only once they are gone, so that two delegates
+	// of one proxy never exist at once.
+	leaving map[types.UID]map[string]chan struct{}
 }
 
 // reservation is a proxy this source sent (or is sending) to a target.
@@ -144,6 +158,9 @@ type reservation struct {
 	nodeName string
 	// decided: the target's verdict arrived (or sending failed).
 	decided bool
+	// noReservation: the proxy binds as soon as the chaperon exists, and
+	// books nothing (multicluster.admiralty.io/no-reservation).
+	noReservation bool
 }
 
 type refusal struct {
@@ -154,7 +171,9 @@ type refusal struct {
 var (
 	_ fwk.PreFilterPlugin   = &Plugin{}
 	_ fwk.FilterPlugin      = &Plugin{}
+	_ fwk.PreScorePlugin    = &Plugin{}
 	_ fwk.ScorePlugin       = &Plugin{}
+	_ fwk.ScoreExtensions   = &Plugin{}
 	_ fwk.ReservePlugin     = &Plugin{}
 	_ fwk.PermitPlugin      = &Plugin{}
 	_ fwk.PostBindPlugin    = &Plugin{}
@@ -184,6 +203,11 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		inflight: map[types.UID]*reservation{},
 		attempts: newAttempts(h.EventRecorder()),
 		refused:  map[types.UID]map[targets.Ref]refusal{},
+		pending:  map[types.UID]*v1.Pod{},
+		leaving:  map[types.UID]map[string]chan struct{}{},
+	}
+	if p.spread, err = newSpreadPlugin(ctx, h); err != nil {
+		return nil, err
 	}
 	// The scheduler's configuration asks for protobuf, which custom
 	// resources do not speak.
@@ -220,9 +244,13 @@ func (*Plugin) Name() string { return Name }
 func (p *Plugin) TargetAdded(t *targets.Target) {
 	_, _ = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().AddEventHandler(handlerFuncs{
 		onChange: func(c *v1alpha1.PodChaperon) { p.chaperonChanged(t, c) },
+		onDelete: func(c *v1alpha1.PodChaperon) {
+			p.left(types.UID(c.Labels[v1alpha1.LabelParentUID]), leavingKey(t, c.Name))
+		},
 	})
-	// The summary is read in Filter; make sure its informer exists.
-	t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Informer()
+	// The summary is read in Filter; a summary that shows room made
+	// requeues the proxies that fit nowhere.
+	_, _ = t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Informer().AddEventHandler(p.summaryHandler())
 }
 
 // TargetRemoved implements targets.Handler: the registry forgets the
@@ -245,19 +273,45 @@ type cycleState struct {
 	// started is when PreFilter ran: the attempt's start (metrics).
 	started time.Time
 	source  *v1.Pod
-	mu      sync.Mutex
-	scores  map[string]int64
+	// noReservation and canPreempt: see advanced.go.
+	noReservation, canPreempt bool
+	// preferred node affinity terms of the original, if any.
+	preferred *nodeaffinity.PreferredSchedulingTerms
+	// spread is the proxy with the across-cluster constraints, for the
+	// upstream PodTopologySpread plugin, which keeps its own cycle state;
+	// acrossKeys are their topology keys, left out of the delegate.
+	spread        *v1.Pod
+	spreadState   fwk.CycleState
+	spreadScoring bool
+	acrossKeys    map[string]bool
+
+	mu sync.Mutex
+	// Per virtual node: the capacity score, the raw preferred affinity
+	// score, the raw spread score, and whether the pod fits there only once
+	// pods make room (preemption, no-reservation).
+	scores    map[string]int64
+	affinity  map[string]int64
+	spreadRaw map[string]int64
+	later     map[string]bool
 }
 
 func (s *cycleState) Clone() fwk.StateData { return s }
 
-// PreFilter reads the original pod from the proxy.
-func (p *Plugin) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+// PreFilter reads the original pod from the proxy and prepares the
+// across-cluster topology spread.
+func (p *Plugin) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	source, err := proxypod.SourcePod(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
-	state.Write(stateKey, &cycleState{started: time.Now(), source: source, scores: map[string]int64{}})
+	s := &cycleState{started: time.Now(), source: source, scores: map[string]int64{}, affinity: map[string]int64{}, spreadRaw: map[string]int64{}, later: map[string]bool{}}
+	if st := p.prepareAdvanced(ctx, s, pod, nodes); !st.IsSuccess() {
+		return nil, st
+	}
+	state.Write(stateKey, s)
+	if p.pending != nil {
+		p.notePending(pod)
+	}
 	return nil, nil
 }
 
@@ -294,10 +348,32 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if summary == nil {
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s", t.Ref.Name, ErrReasonNoSummary))
 	}
+	if s.spread != nil {
+		// Across clusters: the upstream plugin over the virtual nodes.
+		if st := p.spread.Filter(ctx, s.spreadState, s.spread, nodeInfo); !st.IsSuccess() {
+			return fwk.NewStatus(st.Code(), fmt.Sprintf("%s: %s", t.Ref.Name, reasonsOf(st)))
+		}
+	}
 	placed, unplaced := p.reservations(t, pod.UID)
 	nodes := simulator.NodeInfos(summary, placed)
 	res := p.sim.Simulate(ctx, s.source, nodes)
+	logger := klog.FromContext(ctx)
 	if len(res.Fits) == 0 {
+		// A pod that may preempt, or that queues in its target, goes where
+		// it would fit once pods make room; the target's scheduler decides.
+		if s.canPreempt || s.noReservation {
+			if later := p.sim.Simulate(ctx, s.source, simulator.EmptyNodeInfos(summary)); len(later.Fits) > 0 {
+				s.mu.Lock()
+				s.later[node.Name] = true
+				if s.preferred != nil {
+					s.affinity[node.Name] = affinityScore(s.preferred, later.Fits)
+				}
+				s.mu.Unlock()
+				logger.V(4).Info("Simulated: fits once pods make room", "pod", klog.KObj(pod), "target", t.Ref.String(),
+					"now", shortReason(res.Reason), "preempt", s.canPreempt, "noReservation", s.noReservation)
+				return nil
+			}
+		}
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s", t.Ref.Name, shortReason(res.Reason)))
 	}
 	free := simulator.Free(res.Fits)
@@ -306,15 +382,20 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 		subtract(free, r)
 	}
 	for name, q := range requests {
-		if f, ok := free[name]; ok && f.Cmp(q) < 0 {
+		if f, ok := free[name]; ok && f.Cmp(q) < 0 && !s.noReservation {
 			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: pods in flight to this target leave too little %s", t.Ref.Name, name))
 		}
 	}
-	score := p.score(t, summary, free, requests)
+	score := p.score(summary, free, requests)
+	var affinity int64
+	if s.preferred != nil {
+		affinity = affinityScore(s.preferred, res.Fits)
+	}
 	s.mu.Lock()
 	s.scores[node.Name] = score
+	s.affinity[node.Name] = affinity
 	s.mu.Unlock()
-	klog.FromContext(ctx).V(4).Info("Simulated", "pod", klog.KObj(pod), "target", t.Ref.String(), "fits", len(res.Fits), "score", score)
+	logger.V(4).Info("Simulated", "pod", klog.KObj(pod), "target", t.Ref.String(), "fits", len(res.Fits), "capacityScore", score, "nodeAffinity", affinity)
 	return nil
 }
 
@@ -327,7 +408,8 @@ func shortReason(reason string) string {
 
 // score rates the target from 0 to 100 by the configured policy: the share
 // of the target's allocatable CPU and memory left after the pod.
-func (p *Plugin) score(t *targets.Target, summary *v1alpha1.ClusterSummary, free, requests v1.ResourceList) int64 {
+// NormalizeScore combines it with the other parts and targetWeights.
+func (p *Plugin) score(summary *v1alpha1.ClusterSummary, free, requests v1.ResourceList) int64 {
 	var total, n float64
 	for _, name := range []v1.ResourceName{v1.ResourceCPU, v1.ResourceMemory} {
 		alloc, ok := summary.Allocatable[name]
@@ -350,26 +432,31 @@ func (p *Plugin) score(t *targets.Target, summary *v1alpha1.ClusterSummary, free
 	if p.args.ScoringPolicy == PolicyMostAllocated {
 		share = 1 - share
 	}
-	score := int64(share * float64(fwk.MaxNodeScore))
-	if w, ok := p.args.TargetWeights[t.Ref.Name]; ok {
-		score = score * w / 100
-	}
-	return score
+	return int64(share * float64(fwk.MaxNodeScore))
 }
 
-// Score returns the score that Filter computed for the virtual node.
-func (p *Plugin) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
+// Score returns the capacity score that Filter computed for the virtual
+// node, and has the upstream plugin count the soft spread's pods there;
+// NormalizeScore combines them.
+func (p *Plugin) Score(ctx context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, err := readState(state)
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
+	name := nodeInfo.Node().Name
+	if s.spreadScoring {
+		raw, st := p.spread.Score(ctx, s.spreadState, s.spread, nodeInfo)
+		if !st.IsSuccess() {
+			return 0, st
+		}
+		s.mu.Lock()
+		s.spreadRaw[name] = raw
+		s.mu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.scores[nodeInfo.Node().Name], nil
+	return s.scores[name], nil
 }
-
-// ScoreExtensions: scores are already in [0, MaxNodeScore].
-func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return nil }
 
 // Reserve books the pod's requests in the target, in memory, so that the
 // next pods see them before the target's summary does.
@@ -385,11 +472,13 @@ func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, n
 	p.attempts.reserved(pod, t.Ref.String(), s.started)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.notePlacedLocked(pod.UID)
 	p.inflight[pod.UID] = &reservation{
-		target:   t,
-		proxy:    pod,
-		requests: podRequests(s.source),
-		chaperon: ChaperonName(pod, p.args.ClusterName),
+		target:        t,
+		proxy:         pod,
+		requests:      podRequests(s.source),
+		chaperon:      ChaperonName(pod, p.args.ClusterName),
+		noReservation: s.noReservation,
 	}
 	return nil
 }
@@ -409,16 +498,75 @@ func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _
 		return
 	}
 	logger := klog.FromContext(ctx)
+	// The scheduler would keep the pod aside until an event it knows
+	// about: try the other targets now, and this one again once it is no
+	// longer avoided.
+	p.activate(pod, 0)
+	p.activate(pod, p.args.RefusedTargetTTL.Duration)
+	key := leavingKey(r.target, r.chaperon)
+	p.leave(pod.UID, key)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Delete(ctx, r.chaperon, metav1.DeleteOptions{})
+		// Foreground: the chaperon goes only once its delegate is gone,
+		// and its disappearance lets the proxy's next chaperon go.
+		foreground := metav1.DeletePropagationForeground
+		err := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Delete(ctx, r.chaperon, metav1.DeleteOptions{PropagationPolicy: &foreground})
+		if err != nil {
+			p.left(pod.UID, key)
+		}
 		if err != nil && !isNotFound(err) {
 			// The delegator's cleanup removes chaperons whose proxy is not
 			// bound to their target.
 			logger.Error(err, "Cannot delete the chaperon of an unreserved proxy", "pod", klog.KObj(pod), "target", r.target.Ref.String())
 		}
 	}()
+}
+
+func leavingKey(t *targets.Target, chaperon string) string { return t.Ref.String() + "/" + chaperon }
+
+func (p *Plugin) leave(uid types.UID, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.leaving[uid]
+	if m == nil {
+		m = map[string]chan struct{}{}
+		p.leaving[uid] = m
+	}
+	if _, ok := m[key]; !ok {
+		m[key] = make(chan struct{})
+	}
+}
+
+func (p *Plugin) left(uid types.UID, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ch, ok := p.leaving[uid][key]; ok {
+		close(ch)
+		delete(p.leaving[uid], key)
+		if len(p.leaving[uid]) == 0 {
+			delete(p.leaving, uid)
+		}
+	}
+}
+
+// waitLeft waits until the proxy's unreserved chaperons are gone (in
+// another target, or in this one with the same name).
+func (p *Plugin) waitLeft(ctx context.Context, uid types.UID) error {
+	p.mu.Lock()
+	var chans []chan struct{}
+	for _, ch := range p.leaving[uid] {
+		chans = append(chans, ch)
+	}
+	p.mu.Unlock()
+	for _, ch := range chans {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("the pod's delegate in the target it left is still being deleted")
+		}
+	}
+	return nil
 }
 
 // Permit sends the chaperon, off the scheduling cycle, and makes the
@@ -434,7 +582,14 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if r == nil {
 		return fwk.NewStatus(fwk.Unschedulable, "no reservation"), 0
 	}
-	chaperon, err := MakeChaperon(s.source, pod, p.args.ClusterName)
+	source := s.source
+	if len(s.acrossKeys) > 0 {
+		// Decided here, over clusters: the target's nodes may not even
+		// carry the key (multicluster.admiralty.io/cluster-name).
+		source = source.DeepCopy()
+		source.Spec.TopologySpreadConstraints = withoutKeys(source.Spec.TopologySpreadConstraints, s.acrossKeys)
+	}
+	chaperon, err := MakeChaperon(source, pod, p.args.ClusterName)
 	if err != nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error()), 0
 	}
@@ -447,6 +602,15 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.PodChaperon) {
 	ctx, cancel := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
 	defer cancel()
+	if err := p.waitLeft(ctx, r.proxy.UID); err != nil {
+		// Not this target's fault: no refusal, the pod is retried.
+		p.mu.Lock()
+		r.decided = true
+		p.mu.Unlock()
+		p.attempts.decided(r.proxy.UID, false, err.Error())
+		p.deliver(r.proxy.UID, false, err.Error(), 0)
+		return
+	}
 	client := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(chaperon.Namespace)
 	created, err := client.Create(ctx, chaperon, metav1.CreateOptions{})
 	if isAlreadyExists(err) {
@@ -463,6 +627,12 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		return
 	}
 	p.attempts.sent(r.proxy.UID, created.Name)
+	if r.noReservation {
+		// The pod is committed to this target: it binds now and waits
+		// there for room, never moved elsewhere.
+		p.decide(r.proxy.UID, true, "")
+		return
+	}
 	p.chaperonChanged(r.target, created)
 }
 
@@ -472,7 +642,7 @@ func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
 	uid := types.UID(c.Labels[v1alpha1.LabelParentUID])
 	p.mu.Lock()
 	r := p.inflight[uid]
-	if r == nil || r.target != t || r.chaperon != c.Name {
+	if r == nil || r.target.Ref != t.Ref || r.chaperon != c.Name || r.noReservation {
 		p.mu.Unlock()
 		return
 	}
@@ -487,6 +657,10 @@ func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
 		switch {
 		case cond.Status == v1.ConditionTrue:
 			p.decide(uid, true, "")
+		case cond.Reason == v1.PodReasonUnschedulable && c.Status.NominatedNodeName != "":
+			// The target's scheduler is preempting pods to make room for
+			// the candidate: its verdict comes when they are gone.
+			klog.Background().V(2).Info("Target preempting for the candidate", "chaperon", klog.KObj(c), "target", t.Ref.String(), "nominatedNode", c.Status.NominatedNodeName)
 		case cond.Reason == v1.PodReasonUnschedulable:
 			p.decide(uid, false, fmt.Sprintf("%s refused the candidate: %s", t.Ref.Name, cond.Message))
 		}
@@ -507,6 +681,11 @@ func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
 		p.refuseLocked(uid, r.target.Ref, message)
 	}
 	p.mu.Unlock()
+	if allowed {
+		klog.Background().V(4).Info("Target accepted the candidate", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
+	} else {
+		klog.Background().V(2).Info("Target refused the candidate", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String(), "message", message)
+	}
 	p.attempts.decided(uid, allowed, message)
 	p.deliver(uid, allowed, message, 0)
 }
@@ -544,7 +723,7 @@ func (p *Plugin) reservations(t *targets.Target, except types.UID) (placed []sim
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for uid, r := range p.inflight {
-		if r.target != t || uid == except {
+		if r.target.Ref != t.Ref || uid == except || r.noReservation {
 			continue
 		}
 		if r.nodeName != "" {

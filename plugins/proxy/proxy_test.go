@@ -113,7 +113,6 @@ func TestScorePolicies(t *testing.T) {
 	roomy := v1.ResourceList{v1.ResourceCPU: resource.MustParse("8"), v1.ResourceMemory: resource.MustParse("8Gi")}
 	tight := v1.ResourceList{v1.ResourceCPU: resource.MustParse("2"), v1.ResourceMemory: resource.MustParse("2Gi")}
 	none := v1.ResourceList{}
-	target := &targets.Target{Ref: targets.Ref{Namespace: "default", Name: "c2"}}
 	cases := []struct {
 		name      string
 		args      Args
@@ -125,15 +124,15 @@ func TestScorePolicies(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Plugin{args: tc.args}
-			r, s := p.score(target, summary, roomy, none), p.score(target, summary, tight, none)
+			r, s := p.score(summary, roomy, none), p.score(summary, tight, none)
 			if (r > s) != tc.wantRoomy {
 				t.Errorf("score(roomy) = %d, score(tight) = %d", r, s)
 			}
 		})
 	}
-	weighted := &Plugin{args: Args{ScoringPolicy: PolicyLeastAllocated, TargetWeights: map[string]int64{"c2": 50}}}
-	if got := weighted.score(target, summary, roomy, none); got != 40 {
-		t.Errorf("weighted score = %d, want 40 (80 x 50%%)", got)
+	p := &Plugin{args: Args{ScoringPolicy: PolicyLeastAllocated}}
+	if got := p.score(summary, roomy, none); got != 80 {
+		t.Errorf("score(roomy) = %d, want 80", got)
 	}
 }
 

@@ -249,3 +249,22 @@ func subtract(from, l corev1.ResourceList) {
 		from[name] = c
 	}
 }
+
+// EmptyNodeInfos turns a summary into node infos as if no pod ran on the
+// nodes: each node offers its whole allocatable and no host port is taken.
+// It answers "could the pod fit here if pods made room?": for a pod that may
+// preempt others in the target, and for a pod that queues in its target
+// (multicluster.admiralty.io/no-reservation). Nodes that are not Ready are
+// left out.
+func EmptyNodeInfos(summary *v1alpha1.ClusterSummary) []fwk.NodeInfo {
+	if summary == nil {
+		return nil
+	}
+	empty := summary.DeepCopy()
+	for i := range empty.Nodes {
+		empty.Nodes[i].Requested = nil
+		empty.Nodes[i].Pods = 0
+		empty.Nodes[i].HostPorts = nil
+	}
+	return NodeInfos(empty, nil)
+}
