@@ -45,6 +45,9 @@ type config struct {
 	Sandbox    string  `json:"-"`
 	README     string  `json:"-"`
 	Note       string  `json:"note,omitempty"`
+	// ProfileSeconds > 0: CPU profiles of the API servers and schedulers
+	// during the first run's throughput phases.
+	ProfileSeconds int `json:"profileSeconds,omitempty"`
 }
 
 func envInt(name string, def int) (int, error) {
@@ -117,6 +120,11 @@ func loadConfig() (config, error) {
 		}
 		c.Sandbox = filepath.Join(dir, "sandbox.json")
 	}
+	if os.Getenv("BENCH_PROFILE") != "" {
+		if c.ProfileSeconds, err = envInt("BENCH_PROFILE", 0); err != nil {
+			return c, err
+		}
+	}
 	c.README = os.Getenv("BENCH_README")
 	c.Note = os.Getenv("BENCH_NOTE")
 	return c, nil
@@ -125,6 +133,8 @@ func loadConfig() (config, error) {
 type bench struct {
 	cfg     config
 	sandbox *sandbox
+	// stamp names this benchmark's files.
+	stamp string
 	// Namespace deletions run in the background; the last are waited for.
 	cleanups    sync.WaitGroup
 	cleanupErrs atomic.Int64
@@ -155,6 +165,7 @@ func run() error {
 		scenarios = append(scenarios, scenario{Name: fmt.Sprintf("T=%d", t), Targets: t})
 	}
 	rep := newReport(cfg, scenarios)
+	b.stamp = rep.stamp()
 	log.Printf("bench: %d pods + %d steady at %.0f/s, %d kwok nodes, scenarios %v, %d runs, sandbox %s",
 		cfg.Pods, cfg.SteadyPods, cfg.SteadyRate, cfg.Nodes, scenarioNames(scenarios), cfg.Runs, cfg.Sandbox)
 	// Runs interleave the scenarios, so that the machine's other work

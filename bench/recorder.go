@@ -89,10 +89,13 @@ func (r *recorder) start(ctx context.Context, client kubernetes.Interface, ns, s
 }
 
 // waitRunning waits, woken by the watch, until every pod named is Running
-// or the deadline passes; it returns how many are not.
-func (r *recorder) waitRunning(ctx context.Context, names []string, timeout time.Duration) int {
+// or the deadline passes; it returns how many are not. It gives up early,
+// with the error, when alive (checked every 5 s) fails.
+func (r *recorder) waitRunning(ctx context.Context, names []string, timeout time.Duration, alive func() error) (int, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	check := time.NewTicker(5 * time.Second)
+	defer check.Stop()
 	for {
 		left := 0
 		r.mu.Lock()
@@ -103,14 +106,18 @@ func (r *recorder) waitRunning(ctx context.Context, names []string, timeout time
 		}
 		r.mu.Unlock()
 		if left == 0 {
-			return 0
+			return 0, nil
 		}
 		select {
 		case <-r.changed:
+		case <-check.C:
+			if err := alive(); err != nil {
+				return left, err
+			}
 		case <-deadline.C:
-			return left
+			return left, nil
 		case <-ctx.Done():
-			return left
+			return left, ctx.Err()
 		}
 	}
 }

@@ -304,12 +304,15 @@ func (r *Report) markdown(svgName string) string {
 	return b.String()
 }
 
+// stamp names the files of the report.
+func (r *Report) stamp() string { return r.Started.Format("20060102T150405Z") }
+
 // write saves the JSON, the Markdown table and the plot.
 func (r *Report) write(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	base := filepath.Join(dir, r.Started.Format("20060102T150405Z"))
+	base := filepath.Join(dir, r.stamp())
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return nil, err

@@ -122,3 +122,21 @@ func (c *cluster) checkAlive() error {
 	}
 	return nil
 }
+
+// schedulerPort reads the scheduler's --secure-port from its command line.
+func (c *cluster) schedulerPort() (string, error) {
+	pid, err := c.pid(procScheduler)
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, a := range strings.Split(string(data), "\x00") {
+		if p, ok := strings.CutPrefix(a, "--secure-port="); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: the scheduler has no --secure-port", c.Context)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"math"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -308,6 +309,10 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 	// Throughput phase: concurrent creators, as fast as the API server
 	// takes the pods.
 	burst := names("p", b.cfg.Pods)
+	if b.cfg.ProfileSeconds > 0 && run == 1 {
+		prof := profile(ctx, used, b.cfg.ProfileSeconds, filepath.Join(b.cfg.OutDir, b.stamp+"-"+sc.slug()))
+		defer prof.Wait()
+	}
 	start := time.Now()
 	var next atomic.Int64
 	for w := 0; w < b.cfg.Creators; w++ {
@@ -327,7 +332,18 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 	}
 	wg.Wait()
 	res.CreationSeconds = time.Since(start).Seconds()
-	left := rec.waitRunning(ctx, burst, b.phaseTimeout(b.cfg.Pods))
+	alive := func() error {
+		for _, c := range used {
+			if err := c.checkAlive(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	left, err := rec.waitRunning(ctx, burst, b.phaseTimeout(b.cfg.Pods), alive)
+	if err != nil {
+		return nil, fmt.Errorf("throughput phase, %d pods not Running: %w", left, err)
+	}
 	log.Printf("run %d, %s: throughput phase: %d pods created in %.1fs, Running after %.1fs (%d not Running)",
 		run, sc.Name, b.cfg.Pods, res.CreationSeconds, time.Since(start).Seconds(), left)
 
@@ -352,7 +368,10 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 	if d := time.Since(steadyStart).Seconds(); d > 0 && len(steady) > 1 {
 		res.SteadyRate = float64(len(steady)-1) / d
 	}
-	left2 := rec.waitRunning(ctx, steady, b.phaseTimeout(b.cfg.SteadyPods))
+	left2, err := rec.waitRunning(ctx, steady, b.phaseTimeout(b.cfg.SteadyPods), alive)
+	if err != nil {
+		return nil, fmt.Errorf("steady phase, %d pods not Running: %w", left2, err)
+	}
 	log.Printf("run %d, %s: steady phase: %d pods at %.1f/s, all Running after %.1fs (%d not Running)",
 		run, sc.Name, len(steady), res.SteadyRate, time.Since(steadyStart).Seconds(), left2)
 

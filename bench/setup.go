@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,7 +79,6 @@ func benchNode(name, scenarioNS, region string, maxPods int) *corev1.Node {
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 			Labels: map[string]string{
 				labelBenchNode:                  scenarioNS,
-				"type":                          "kwok",
 				"kubernetes.io/hostname":        name,
 				"kubernetes.io/os":              "linux",
 				"kubernetes.io/arch":            "amd64",
@@ -213,40 +213,70 @@ func errOutput(err error) string {
 }
 
 // clearPods removes what loads the API servers, before the next scenario:
-// proxies (force-deleted: they have no kubelet to confirm), then
-// PodChaperons (so that no delegate is made again), then every pod left
-// (delegates), then the kwok nodes; it waits until no pod is left. A
-// namespace's deletion alone would delete pods gracefully, which kwok
-// acknowledges one by one.
+// first the proxies (force-deleted: they have no kubelet to confirm) and
+// the PodChaperons (so that no delegate is made again), then every pod left
+// (delegates) and the kwok nodes, each cluster in parallel; it waits until
+// no pod is left. A namespace's deletion alone would delete pods
+// gracefully, which kwok acknowledges one by one.
 func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error {
 	zero := int64(0)
 	force := metav1.DeleteOptions{GracePeriodSeconds: &zero}
-	if err := ignoreNotFound(used[0].kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{LabelSelector: labelApp + "=" + appName})); err != nil {
-		return fmt.Errorf("%s: delete bench pods: %w", used[0].Context, err)
-	}
+	var fns []func() error
+	fns = append(fns, func() error {
+		err := used[0].kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{LabelSelector: labelApp + "=" + appName})
+		if err := ignoreNotFound(err); err != nil {
+			return fmt.Errorf("%s: delete bench pods: %w", used[0].Context, err)
+		}
+		return nil
+	})
 	if ours {
 		for _, c := range used {
-			if err := ignoreNotFound(c.mc.MulticlusterV1alpha1().PodChaperons(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
-				return fmt.Errorf("%s: delete PodChaperons: %w", c.Context, err)
-			}
+			fns = append(fns, func() error {
+				err := c.mc.MulticlusterV1alpha1().PodChaperons(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+				if err := ignoreNotFound(err); err != nil {
+					return fmt.Errorf("%s: delete PodChaperons: %w", c.Context, err)
+				}
+				return nil
+			})
 		}
 	}
-	for _, c := range used {
-		if err := ignoreNotFound(c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{})); err != nil {
-			return fmt.Errorf("%s: delete pods: %w", c.Context, err)
-		}
-		if err := deleteNodes(ctx, c, ns); err != nil {
-			return fmt.Errorf("%s: delete bench nodes: %w", c.Context, err)
-		}
+	if err := parallel(fns); err != nil {
+		return err
 	}
+	fns = nil
 	for _, c := range used {
-		err := poll(ctx, 2*time.Minute, c.Context+": no pod left in "+ns, func(ctx context.Context) (bool, error) {
-			pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
-			if err != nil {
-				return false, err
+		fns = append(fns, func() error {
+			if err := ignoreNotFound(c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{})); err != nil {
+				return fmt.Errorf("%s: delete pods: %w", c.Context, err)
 			}
-			return len(pods.Items) == 0, nil
+			if err := deleteNodes(ctx, c, ns); err != nil {
+				return fmt.Errorf("%s: delete bench nodes: %w", c.Context, err)
+			}
+			return poll(ctx, 2*time.Minute, c.Context+": no pod left in "+ns, func(ctx context.Context) (bool, error) {
+				pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+				if err != nil {
+					return false, err
+				}
+				return len(pods.Items) == 0, nil
+			})
 		})
+	}
+	return parallel(fns)
+}
+
+// parallel runs fns at once and returns the first error.
+func parallel(fns []func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
