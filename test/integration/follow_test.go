@@ -395,3 +395,66 @@ spec:
 		t.Errorf("cluster2's secret was overwritten: data %v, labels %v", s.Data, s.Labels)
 	}
 }
+
+// A reference the source cannot send is not waited for: a config map it
+// does not have, or a service account token (a delegate never gets the
+// source's credentials). The delegate runs as the pod would in one cluster,
+// and nothing is copied.
+func TestFollowNothingToSend(t *testing.T) {
+	c1, c2 := sandbox.Clusters[0], sandbox.Clusters[1]
+	ctx := testContext(t, 4*time.Minute)
+	ns := federate(ctx, t, "follow-nothing")
+	kubectlApply(t, c1, fmt.Sprintf(`
+apiVersion: v1
+kind: Secret
+metadata:
+  name: token
+  namespace: %[1]s
+  annotations: {kubernetes.io/service-account.name: default}
+type: kubernetes.io/service-account-token
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: %[1]s
+  annotations:
+    multicluster.admiralty.io/elect: ""
+    multicluster.admiralty.io/clustername: c2
+spec:
+  containers:
+  - name: main
+    image: busybox
+    env:
+    - name: OPTIONAL
+      valueFrom: {configMapKeyRef: {name: absent, key: k, optional: true}}
+    volumeMounts: [{name: token, mountPath: /var/run/token}]
+  volumes:
+  - name: token
+    secret: {secretName: token}
+`, ns))
+	eventually(ctx, t, "the pod runs in cluster2", func(ctx context.Context) (bool, string, error) {
+		p, err := c1.Client.CoreV1().Pods(ns).Get(ctx, "app", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		return p.Status.Phase == corev1.PodRunning && strings.HasSuffix(p.Spec.NodeName, "-c2"), p.Spec.NodeName + " " + string(p.Status.Phase), nil
+	})
+	chaperons, err := versioned.NewForConfigOrDie(c2.Config).MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(chaperons.Items) != 1 {
+		t.Fatalf("chaperons in cluster2: %v, %v", chaperons, err)
+	}
+	if got, ok := chaperons.Items[0].Annotations[follow.AnnotationFollowed]; !ok || got != "" {
+		t.Errorf("annotation %s = %q (set: %v), want set and empty: nothing was sent", follow.AnnotationFollowed, got, ok)
+	}
+	if _, err := c2.Client.CoreV1().Secrets(ns).Get(ctx, "token", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the source's service account token in cluster2: %v", err)
+	}
+	copies, err := c2.Client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: follow.LabelOriginCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies.Items) != 0 {
+		t.Errorf("%d config maps copied to cluster2, want none", len(copies.Items))
+	}
+}
