@@ -426,6 +426,12 @@ func (c *Source) write(ctx context.Context, st *targetState, k *kind, src metav1
 		logger.V(2).Info("Followed", "kind", k.name, "object", klog.KRef(ns, name), "target", st.t.Ref.String())
 		return true, nil
 	}
+	if apierrors.IsNotFound(err) {
+		// The namespace does not exist there (a global service and a
+		// ClusterTarget): nothing to follow into.
+		logger.V(2).Info("Not following into a missing namespace", "kind", k.name, "object", klog.KRef(ns, name), "target", st.t.Ref.String())
+		return false, nil
+	}
 	if !apierrors.IsAlreadyExists(err) {
 		return false, c.failed(st, k, src, err)
 	}
