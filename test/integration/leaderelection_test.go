@@ -176,6 +176,11 @@ spec:
 			t.Errorf("describe pod p3: no %q in\n%s", want, describe)
 		}
 	}
+	// The target's own Events, read with the Target's credentials: its
+	// scheduler placed the delegate.
+	if !regexp.MustCompile(`(?m)^\s+delegate\s+Normal\s+Scheduled\s`).MatchString(describe) {
+		t.Errorf("describe pod p3: no Scheduled Event of the delegate in\n%s", describe)
+	}
 	t.Logf("kubectl admiralty status:\n%s\nkubectl admiralty describe pod p3:\n%s", status, describe)
 }
 
