@@ -108,6 +108,7 @@ func NewSourceController(_ context.Context, d *app.Delegator) (app.Controller, e
 		c.controller.WaitFor(inf.HasSynced)
 	}
 	d.Targets.Subscribe(c)
+	registerMetrics(c)
 	return c, nil
 }
 
