@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -86,6 +87,7 @@ type Gate struct {
 	chaperons   cache.SharedIndexInformer
 	factory     informers.SharedInformerFactory
 	copies      map[*kind]cache.SharedIndexInformer
+	ingresses   cache.SharedIndexInformer
 	gc          *controller.Controller
 
 	mu       sync.Mutex
@@ -109,6 +111,20 @@ func NewGate(clusterName string, client kubernetes.Interface, mcClient versioned
 		kindConfigMap: g.factory.Core().V1().ConfigMaps().Informer(),
 		kindSecret:    g.factory.Core().V1().Secrets().Informer(),
 	}
+	// Ingress copies keep their TLS secrets' copies.
+	g.ingresses = g.factory.Networking().V1().Ingresses().Informer()
+	_, _ = g.ingresses.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tombstone.Obj
+			}
+			if ing, ok := obj.(*networkingv1.Ingress); ok {
+				for _, name := range IngressSecrets(ing) {
+					g.gc.EnqueueKey(gcKey(kindSecret, ing.Namespace, name))
+				}
+			}
+		},
+	})
 	g.gc = controller.New("follow-gc", 2, g.collect)
 	_ = chaperonInformer.AddIndexers(cache.Indexers{indexRefs: chaperonRefKeys})
 	for k, inf := range g.copies {
@@ -134,7 +150,7 @@ func NewGate(clusterName string, client kubernetes.Interface, mcClient versioned
 			}
 		},
 	})
-	g.gc.WaitFor(chaperonInformer.HasSynced)
+	g.gc.WaitFor(chaperonInformer.HasSynced, g.ingresses.HasSynced)
 	return g
 }
 
@@ -299,6 +315,20 @@ func (g *Gate) collect(ctx context.Context, key string) (controller.Result, erro
 		for _, cr := range References(&ch.Spec) {
 			if cr == r {
 				return controller.Result{}, nil
+			}
+		}
+	}
+	if k == kindSecret {
+		// The TLS secret of an ingress copy of the same origin.
+		ingresses, err := g.client.NetworkingV1().Ingresses(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelOriginCluster + "=" + origin})
+		if err != nil {
+			return controller.Result{}, err
+		}
+		for i := range ingresses.Items {
+			for _, s := range IngressSecrets(&ingresses.Items[i]) {
+				if s == name {
+					return controller.Result{}, nil
+				}
 			}
 		}
 	}

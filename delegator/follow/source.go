@@ -176,7 +176,14 @@ func (c *Source) TargetAdded(t *targets.Target) {
 			if !ok {
 				return nil
 			}
-			return []string{objectKey(k, o.GetLabels()[LabelOriginNamespace], originName(o))}
+			keys := []string{objectKey(k, o.GetLabels()[LabelOriginNamespace], originName(o))}
+			if ing, ok := o.(*networkingv1.Ingress); ok {
+				// Its TLS secrets follow the copy.
+				for _, name := range IngressSecrets(ing) {
+					keys = append(keys, objectKey(kindSecret, o.GetLabels()[LabelOriginNamespace], name))
+				}
+			}
+			return keys
 		}))
 	}
 	c.mu.Lock()
@@ -336,8 +343,11 @@ func (c *Source) reconcileObject(ctx context.Context, k *kind, ns, name string) 
 // wanted tells whether target st needs a copy of src.
 func (c *Source) wanted(st *targetState, k *kind, src metav1.Object) bool {
 	switch k {
-	case kindConfigMap, kindSecret:
+	case kindConfigMap:
 		return len(referring(st.chaperons, src.GetNamespace(), Ref{Kind: k.name, Name: src.GetName()})) > 0
+	case kindSecret:
+		return len(referring(st.chaperons, src.GetNamespace(), Ref{Kind: k.name, Name: src.GetName()})) > 0 ||
+			c.tlsOfIngressCopy(st, src.GetNamespace(), src.GetName())
 	case kindService:
 		return service.IsGlobal(src.(*corev1.Service))
 	case kindIngress:
@@ -367,6 +377,32 @@ func (c *Source) ingressWanted(st *targetState, ing *networkingv1.Ingress) bool 
 		}
 	}
 	return false
+}
+
+// tlsOfIngressCopy tells whether this source's copy of an ingress in st
+// names secret ns/name for TLS. Only once the ingress copy is there: the
+// target deletes a secret copy that nothing there uses.
+func (c *Source) tlsOfIngressCopy(st *targetState, ns, name string) bool {
+	objs, _ := st.copies[kindIngress].GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+	for _, o := range objs {
+		for _, s := range IngressSecrets(o.(*networkingv1.Ingress)) {
+			if s == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// IngressSecrets lists the TLS secrets of an ingress.
+func IngressSecrets(ing *networkingv1.Ingress) []string {
+	var out []string
+	for _, t := range ing.Spec.TLS {
+		if t.SecretName != "" {
+			out = append(out, t.SecretName)
+		}
+	}
+	return out
 }
 
 // IngressServices lists the names of the services an ingress routes to.

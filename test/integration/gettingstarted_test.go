@@ -125,11 +125,17 @@ spec:
 	// ingress in front of the service, which follows its delegates.
 	shell(t, ctx, fmt.Sprintf(`kubectl --context cluster1 -n %s expose deployment nginx`, ns))
 	kubectlApply(t, c1, fmt.Sprintf(`
+apiVersion: v1
+kind: Secret
+metadata: {name: nginx-tls, namespace: %[1]s}
+stringData: {tls.crt: not-a-certificate, tls.key: not-a-key}
+---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: nginx, namespace: %s}
+metadata: {name: nginx, namespace: %[1]s}
 spec:
   defaultBackend: {service: {name: nginx, port: {number: 80}}}
+  tls: [{secretName: nginx-tls}]
 `, ns))
 	checkServiceRerouted(ctx, t, ns)
 	checkServiceCopy(ctx, t, c2, ns, true)
@@ -341,16 +347,20 @@ func checkServiceCopy(ctx context.Context, t *testing.T, c *Cluster, ns string, 
 	})
 }
 
-// checkIngressCopy: the ingress is copied to the clusters that run its
-// service's delegates, and only there.
+// checkIngressCopy: the ingress and its TLS secret are copied to the
+// clusters that run its service's delegates, and only there.
 func checkIngressCopy(ctx context.Context, t *testing.T, ns string, where map[string]bool) {
 	t.Helper()
-	eventually(ctx, t, fmt.Sprintf("the ingress is in %v only", keys(where)), func(ctx context.Context) (bool, string, error) {
+	eventually(ctx, t, fmt.Sprintf("the ingress and its TLS secret are in %v only", keys(where)), func(ctx context.Context) (bool, string, error) {
 		var wrong []string
 		for _, c := range sandbox.Clusters[1:] {
 			_, err := c.Client.NetworkingV1().Ingresses(ns).Get(ctx, "nginx", metav1.GetOptions{})
 			if where[c.Context] != (err == nil) {
-				wrong = append(wrong, fmt.Sprintf("%s: %v", c.Context, err))
+				wrong = append(wrong, fmt.Sprintf("%s ingress: %v", c.Context, err))
+			}
+			_, err = c.Client.CoreV1().Secrets(ns).Get(ctx, "nginx-tls", metav1.GetOptions{})
+			if where[c.Context] != (err == nil) {
+				wrong = append(wrong, fmt.Sprintf("%s secret: %v", c.Context, err))
 			}
 		}
 		return len(wrong) == 0, strings.Join(wrong, "; "), nil
