@@ -203,7 +203,7 @@ func OriginalSelector(svc *corev1.Service) (map[string]string, error) {
 func Prefixed(selector map[string]string) map[string]string {
 	out := make(map[string]string, len(selector))
 	for k, v := range selector {
-		out[v1alpha1.LabelPrefix+k] = v
+		out[v1alpha1.PrefixedLabelKey(k)] = v
 	}
 	return out
 }

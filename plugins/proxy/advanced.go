@@ -367,6 +367,7 @@ func (p *Plugin) activatePending() {
 	}
 	p.mu.Unlock()
 	if len(pods) > 0 {
+		klog.Background().V(4).Info("Requeued pending proxies: a target made room", "count", len(pods))
 		p.handle.Activate(klog.Background(), pods)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"k8s.io/kubernetes/pkg/scheduler/apis/config"
 	"k8s.io/kubernetes/pkg/scheduler/apis/config/latest"
@@ -201,6 +202,28 @@ func TestFreed(t *testing.T) {
 	for _, tc := range cases {
 		if got := Freed(base, tc.cur); got != tc.want {
 			t.Errorf("%s: Freed() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Labels with a prefix (those of Jobs, say) stay valid on the delegate.
+func TestMakeChaperonPrefixesLabelKeysValidly(t *testing.T) {
+	source := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{
+		"app": "x", "batch.kubernetes.io/job-name": "j", "job-name": "j",
+	}}}
+	proxy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"}}
+	c, err := MakeChaperon(source, proxy, "cluster1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"multicluster.admiralty.io/app", "batch.kubernetes.io.multicluster.admiralty.io/job-name", "multicluster.admiralty.io/job-name"} {
+		if _, ok := c.Labels[want]; !ok {
+			t.Errorf("no label %s in %v", want, c.Labels)
+		}
+	}
+	for k := range c.Labels {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			t.Errorf("label key %q: %v", k, errs)
 		}
 	}
 }

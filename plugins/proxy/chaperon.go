@@ -28,7 +28,7 @@ func MakeChaperon(source, proxy *v1.Pod, sourceCluster string) (*v1alpha1.PodCha
 	}
 	labels := map[string]string{}
 	for k, v := range source.Labels {
-		labels[v1alpha1.LabelPrefix+k] = v
+		labels[v1alpha1.PrefixedLabelKey(k)] = v
 	}
 	// Label values are at most 63 characters: a long cluster name is fitted.
 	labels[v1alpha1.LabelParentClusterName] = names.Fit(sourceCluster, names.MaxLabel)

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,7 +74,8 @@ kubectl admiralty export c1 --context %[2]s -n %[1]s --as %[3]s | kubectl --cont
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = c1.Client.BatchV1().Jobs(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		background := metav1.DeletePropagationBackground
+		_ = c1.Client.BatchV1().Jobs(ns).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
 		_ = c1.Client.AppsV1().Deployments(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 		_ = c1.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: v1alpha1.LabelIsProxy + "=true"})
 		for _, c := range sandbox.Clusters {
@@ -668,6 +671,381 @@ func checkNoAcrossConstraintInDelegates(ctx context.Context, t *testing.T, f *ad
 					t.Errorf("delegate %s/%s keeps the across-cluster constraint on %s", c.Context, p.Name, key)
 				}
 			}
+		}
+	}
+}
+
+// priorityClass creates a PriorityClass in every cluster (the source's
+// admission gives the proxy its priority, each target's the delegate's).
+func advPriorityClass(t *testing.T, value int32) string {
+	t.Helper()
+	name := "adv-high-" + rand.String(5)
+	for _, c := range sandbox.Clusters {
+		pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
+		if _, err := c.Client.SchedulingV1().PriorityClasses().Create(context.Background(), pc, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s: %v", c.Context, err)
+		}
+		t.Cleanup(func() {
+			_ = c.Client.SchedulingV1().PriorityClasses().Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
+	}
+	return name
+}
+
+// A high-priority proxy that fits nowhere goes to a target where it would
+// fit once pods make room; that target's own scheduler (profile
+// admiralty-candidate) preempts a local pod there. The proxy scheduler
+// evicts no proxy: a low-priority proxy keeps running, same UID.
+func TestPreemptionInTarget(t *testing.T) {
+	ctx := testContext(t, 5*time.Minute)
+	f := advFederate(t, ctx, "preempt", "c1", "c2", "c3")
+	low, lowPod := f.runProxy(ctx, t, advPod("low", nil, nil))
+	for _, c := range sandbox.Clusters {
+		for i := 0; i < 3; i++ {
+			advFiller(t, c, f.ns, fmt.Sprintf("fill-%d", i), fmt.Sprintf("%s-node-%d", c.Context, i),
+				corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3500m")}, map[string]string{"role": "victim"}, 0)
+		}
+	}
+	for _, c := range sandbox.Clusters {
+		advWaitSummary(ctx, t, c, "the fillers", advRequested("3500m", "0"))
+	}
+	class := advPriorityClass(t, 1000000)
+	high, _ := f.runProxy(ctx, t, advPod("high", nil, func(s *corev1.PodSpec) {
+		s.PriorityClassName = class
+		s.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("2")
+	}))
+	victims := 0
+	for _, target := range f.targets {
+		c := advClusterOfTarget(target)
+		pods, err := c.Client.CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: "role=victim"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				live++
+			}
+		}
+		if target == high {
+			victims = 3 - live
+		} else if live != 3 {
+			t.Errorf("%s lost %d local pods, though the high-priority pod went to %s", target, 3-live, high)
+		}
+	}
+	if victims != 1 {
+		t.Errorf("%s preempted %d local pods, want 1", high, victims)
+	}
+	p, err := sandbox.Clusters[0].Client.CoreV1().Pods(f.ns).Get(ctx, "low", metav1.GetOptions{})
+	if err != nil || p.UID != lowPod.UID || f.targetOf(p) != low || p.DeletionTimestamp != nil {
+		t.Errorf("the low-priority proxy was disturbed: %v, %+v", err, p)
+	}
+}
+
+// multicluster.admiralty.io/no-reservation: the pod is committed to the
+// first target that could take it once room is made (here the one it is
+// pinned to, which is full): the proxy binds as soon as the chaperon
+// exists, the delegate waits in the target's queue, and runs when room is
+// made there. Its twin without the annotation is not sent while the
+// target is full.
+func TestNoReservation(t *testing.T) {
+	c2 := sandbox.Clusters[1]
+	ctx := testContext(t, 4*time.Minute)
+	f := advFederate(t, ctx, "norsv", "c1", "c2", "c3")
+	for i := 0; i < 3; i++ {
+		advFiller(t, c2, f.ns, fmt.Sprintf("fill-%d", i), fmt.Sprintf("cluster2-node-%d", i),
+			corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3500m")}, nil, 0)
+	}
+	advWaitSummary(ctx, t, c2, "the fillers", advRequested("3500m", "0"))
+	c1 := sandbox.Clusters[0]
+	big := func(s *corev1.PodSpec) {
+		s.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("1")
+	}
+	for _, pod := range []*corev1.Pod{
+		advPod("queued", map[string]string{v1alpha1.AnnotationClusterName: "c2", v1alpha1.AnnotationNoReservation: ""}, big),
+		advPod("reserved", map[string]string{v1alpha1.AnnotationClusterName: "c2"}, big),
+	} {
+		if _, err := c1.Client.CoreV1().Pods(f.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var queued *corev1.Pod
+	eventually(ctx, t, "the no-reservation proxy bound to c2 while its delegate waits there", func(ctx context.Context) (bool, string, error) {
+		p, err := c1.Client.CoreV1().Pods(f.ns).Get(ctx, "queued", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		queued = p
+		d, err := c2.Client.CoreV1().Pods(f.ns).Get(ctx, proxy.ChaperonName(p, "cluster1"), metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Sprintf("proxy on %q, delegate: %v", p.Spec.NodeName, err), nil
+		}
+		cond := podCondition(d.Status.Conditions, corev1.PodScheduled)
+		return f.targetOf(p) == "c2" && d.Spec.NodeName == "" && cond != nil && cond.Reason == corev1.PodReasonUnschedulable,
+			fmt.Sprintf("proxy on %q, delegate on %q, %+v", p.Spec.NodeName, d.Spec.NodeName, cond), nil
+	})
+	advOneChaperon(ctx, t, queued)
+	reserved, err := c1.Client.CoreV1().Pods(f.ns).Get(ctx, "reserved", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reserved.Spec.NodeName != "" {
+		t.Errorf("the pod without no-reservation was bound to %s, though c2 is full", reserved.Spec.NodeName)
+	}
+	// Room is made in c2: the queued delegate runs there, and the proxy
+	// with it.
+	if err := c2.Client.CoreV1().Pods(f.ns).Delete(ctx, "fill-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(ctx, t, c1, f.ns, "queued")
+	p, err := c1.Client.CoreV1().Pods(f.ns).Get(ctx, "queued", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.UID != queued.UID || f.targetOf(p) != "c2" {
+		t.Errorf("the queued proxy changed: uid %s on %s", p.UID, p.Spec.NodeName)
+	}
+	advOneChaperon(ctx, t, p)
+}
+
+// Jobs: a delegate that succeeds or fails makes its proxy succeed or fail
+// with the same exit codes, so the Job completes (or fails); a finished
+// delegate is not run again.
+func TestJobs(t *testing.T) {
+	advRequireTimedPods(t)
+	c1 := sandbox.Clusters[0]
+	ctx := testContext(t, 4*time.Minute)
+	f := advFederate(t, ctx, "jobs", "c1", "c2")
+	advJob(t, f, "ok", 3, "3s", "0", 2)
+	advJob(t, f, "fails", 1, "3s", "3", 0)
+	waitJob(ctx, t, f, "ok", batchv1.JobComplete)
+	waitJob(ctx, t, f, "fails", batchv1.JobFailed)
+	for job, want := range map[string]struct {
+		phase corev1.PodPhase
+		code  int32
+	}{"ok": {corev1.PodSucceeded, 0}, "fails": {corev1.PodFailed, 3}} {
+		pods, err := c1.Client.CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) == 0 {
+			t.Errorf("job %s: no pod", job)
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase != want.phase {
+				t.Errorf("%s: phase %s, want %s", p.Name, p.Status.Phase, want.phase)
+			}
+			if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].State.Terminated == nil ||
+				p.Status.ContainerStatuses[0].State.Terminated.ExitCode != want.code {
+				t.Errorf("%s: container statuses %+v, want terminated with exit code %d", p.Name, p.Status.ContainerStatuses, want.code)
+			}
+			advOneChaperon(ctx, t, &p)
+			d, err := advClusterOfTarget(f.targetOf(&p)).Client.CoreV1().Pods(f.ns).Get(ctx, proxy.ChaperonName(&p, "cluster1"), metav1.GetOptions{})
+			if err != nil {
+				t.Errorf("%s: its delegate: %v", p.Name, err)
+				continue
+			}
+			if d.Status.Phase != want.phase || d.CreationTimestamp.After(p.Status.ContainerStatuses[0].State.Terminated.FinishedAt.Time) {
+				t.Errorf("%s: delegate %s %s created %s: run again after it finished", p.Name, d.Name, d.Status.Phase, d.CreationTimestamp)
+			}
+		}
+	}
+}
+
+// advJob creates a Job of elected pods that run for runFor and exit with
+// exitCode (the sandbox's kwok stage pod-run-for).
+func advJob(t *testing.T, f *advFed, name string, parallel int, runFor, exitCode string, backoffLimit int32) {
+	t.Helper()
+	kubectlApply(t, sandbox.Clusters[0], fmt.Sprintf(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: %[2]s
+  namespace: %[1]s
+spec:
+  completions: %[3]d
+  parallelism: %[3]d
+  backoffLimit: %[6]d
+  template:
+    metadata:
+      annotations:
+        multicluster.admiralty.io/elect: ""
+        %[7]s: %[4]q
+        %[8]s: %[5]q
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+        resources:
+          requests:
+            cpu: 100m
+            memory: 32Mi
+`, f.ns, name, parallel, runFor, exitCode, backoffLimit, annotationRunFor, annotationExitCode))
+}
+
+func waitJob(ctx context.Context, t *testing.T, f *advFed, name string, cond batchv1.JobConditionType) *batchv1.Job {
+	t.Helper()
+	var job *batchv1.Job
+	eventually(ctx, t, "job "+name+" "+string(cond), func(ctx context.Context) (bool, string, error) {
+		j, err := sandbox.Clusters[0].Client.BatchV1().Jobs(f.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		job = j
+		for _, c := range j.Status.Conditions {
+			if c.Type == cond && c.Status == corev1.ConditionTrue {
+				return true, "", nil
+			}
+		}
+		return false, fmt.Sprintf("active %d succeeded %d failed %d", j.Status.Active, j.Status.Succeeded, j.Status.Failed), nil
+	})
+	return job
+}
+
+// Scenario A of the blog posts: 10 parallel one-minute steps, each
+// requesting 2 CPUs, when one cluster alone fits only half of them (5:
+// two per node, minus one node's half taken). Alone (Target c3 only) they
+// run in two waves; with two clusters (Targets c1 and c2, another
+// namespace, at the same time) in one. The wall times are reported, not
+// asserted (timing goes to make bench).
+func TestScenarioAParallelSteps(t *testing.T) {
+	advRequireTimedPods(t)
+	ctx := testContext(t, 8*time.Minute)
+	alone := advFederate(t, ctx, "scena1", "c3")
+	spread := advFederate(t, ctx, "scena2", "c1", "c2")
+	for _, c := range sandbox.Clusters {
+		f := alone
+		if c.Context != "cluster3" {
+			f = spread
+		}
+		advFiller(t, c, f.ns, "half-node", c.Context+"-node-0", corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}, nil, 0)
+		advWaitSummary(ctx, t, c, "the filler", func(s *v1alpha1.ClusterSummary) (bool, string) {
+			q := s.Nodes[0].Requested[corev1.ResourceCPU]
+			return q.Cmp(resource.MustParse("2")) >= 0, q.String()
+		})
+	}
+	layouts := map[string]*advFed{"one cluster": alone, "two clusters": spread}
+	for _, f := range layouts {
+		kubectlApply(t, sandbox.Clusters[0], fmt.Sprintf(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: steps
+  namespace: %s
+spec:
+  completions: 10
+  parallelism: 10
+  template:
+    metadata:
+      annotations:
+        multicluster.admiralty.io/elect: ""
+        %s: 60s
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: step
+        image: busybox
+        resources:
+          requests:
+            cpu: "2"
+`, f.ns, annotationRunFor))
+	}
+	times := map[string]time.Duration{}
+	placements := map[string]map[string]int{}
+	for name, f := range layouts {
+		// The Job's own start and completion times: the wall time of the
+		// layout, from the first step created to the last done.
+		j := waitJob(ctx, t, f, "steps", batchv1.JobComplete)
+		if j.Status.StartTime != nil && j.Status.CompletionTime != nil {
+			times[name] = j.Status.CompletionTime.Sub(j.Status.StartTime.Time)
+		}
+		placements[name] = map[string]int{}
+		pods, err := sandbox.Clusters[0].Client.CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=steps"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			placements[name][f.targetOf(&p)]++
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("scenario A: 10 one-minute steps of 2 CPUs: one cluster %s %v, two clusters %s %v",
+		times["one cluster"].Round(time.Second), placements["one cluster"], times["two clusters"].Round(time.Second), placements["two clusters"])
+	if p := placements["two clusters"]; p["c1"] == 0 || p["c2"] == 0 {
+		t.Errorf("two clusters: steps per target %v, want both used", p)
+	}
+	if p := placements["one cluster"]; p["c3"] != 10 {
+		t.Errorf("one cluster: steps per target %v, want all 10 in c3", p)
+	}
+}
+
+// Scenario B of the blog posts: a DAG whose steps are pinned to clusters
+// by multicluster.admiralty.io/clustername, each reading the config map
+// that the step before wrote. kwok runs no code, so the test plays both
+// the workflow controller (a step starts when the one before succeeded)
+// and the steps' writes (it creates a step's output config map in the
+// source when the step succeeded); following (delegator/follow) copies it
+// to the cluster of the next step, before that step's delegate is made.
+func TestScenarioBPinnedDAG(t *testing.T) {
+	advRequireTimedPods(t)
+	c1 := sandbox.Clusters[0]
+	ctx := testContext(t, 4*time.Minute)
+	f := advFederate(t, ctx, "scenb", "c1", "c2", "c3")
+	steps := []struct{ name, target, input string }{
+		{name: "extract", target: "c2"},
+		{name: "anonymize", target: "c3", input: "extract-output"},
+		{name: "load", target: "c1", input: "anonymize-output"},
+	}
+	var previousEnd time.Time
+	for _, step := range steps {
+		pod := advPod(step.name, map[string]string{v1alpha1.AnnotationClusterName: step.target, annotationRunFor: "2s"}, func(s *corev1.PodSpec) {
+			s.RestartPolicy = corev1.RestartPolicyNever
+			if step.input != "" {
+				s.Volumes = []corev1.Volume{{Name: "input", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+					LocalObjectReference: corev1.LocalObjectReference{Name: step.input}}}}}
+				s.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "input", MountPath: "/input"}}
+			}
+		})
+		if _, err := c1.Client.CoreV1().Pods(f.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var done *corev1.Pod
+		eventually(ctx, t, "step "+step.name+" Succeeded in "+step.target, func(ctx context.Context) (bool, string, error) {
+			p, err := c1.Client.CoreV1().Pods(f.ns).Get(ctx, step.name, metav1.GetOptions{})
+			if err != nil {
+				return false, "", err
+			}
+			done = p
+			return p.Status.Phase == corev1.PodSucceeded, fmt.Sprintf("on %q: %s", p.Spec.NodeName, p.Status.Phase), nil
+		})
+		if got := f.targetOf(done); got != step.target {
+			t.Errorf("step %s ran in %s, want %s", step.name, got, step.target)
+		}
+		c := advClusterOfTarget(step.target)
+		d, err := c.Client.CoreV1().Pods(f.ns).Get(ctx, proxy.ChaperonName(done, "cluster1"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("step %s: its delegate in %s: %v", step.name, c.Context, err)
+		}
+		if d.CreationTimestamp.Time.Before(previousEnd.Truncate(time.Second)) {
+			t.Errorf("step %s started at %s, before the step before ended (%s)", step.name, d.CreationTimestamp, previousEnd)
+		}
+		if step.input != "" && step.target != "c1" {
+			// The input, as the step saw it in its own cluster.
+			cm, err := c.Client.CoreV1().ConfigMaps(f.ns).Get(ctx, step.input, metav1.GetOptions{})
+			if err != nil {
+				t.Errorf("step %s: its input %s in %s: %v", step.name, step.input, c.Context, err)
+			} else if cm.Data["from"] == "" || !cm.CreationTimestamp.Time.Before(d.CreationTimestamp.Add(time.Second)) {
+				t.Errorf("step %s: input %s in %s: %v, created %s (delegate created %s)", step.name, step.input, c.Context, cm.Data, cm.CreationTimestamp, d.CreationTimestamp)
+			}
+		}
+		previousEnd = done.Status.ContainerStatuses[0].State.Terminated.FinishedAt.Time
+		// The step's output, in the source.
+		out := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: step.name + "-output"}, Data: map[string]string{"from": step.name + "@" + step.target}}
+		if _, err := c1.Client.CoreV1().ConfigMaps(f.ns).Create(ctx, out, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

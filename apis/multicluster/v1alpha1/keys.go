@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "strings"
+
 // Well-known names that users and other tools see. They are the original
 // project's, unchanged, so that its documentation and manifests keep working.
 const (
@@ -63,3 +65,15 @@ const (
 	// AnnotationClusterName matches.
 	LabelTargetName = GroupName + "/cluster-name"
 )
+
+// PrefixedLabelKey is the key of an original pod's label on its delegate:
+// "app" becomes "multicluster.admiralty.io/app" and a key that has a
+// prefix keeps it, extended, "batch.kubernetes.io/job-name" becoming
+// "batch.kubernetes.io.multicluster.admiralty.io/job-name" (a label key has
+// at most one "/").
+func PrefixedLabelKey(key string) string {
+	if i := strings.LastIndex(key, "/"); i >= 0 {
+		return key[:i] + "." + LabelPrefix + key[i+1:]
+	}
+	return LabelPrefix + key
+}
