@@ -1049,3 +1049,44 @@ func TestScenarioBPinnedDAG(t *testing.T) {
 		}
 	}
 }
+
+// Namespace-wide election: a plain Deployment, no annotation in its
+// template, in a namespace annotated multicluster.admiralty.io/elect, runs
+// across clusters.
+func TestNamespaceWideElectionRunsAcrossClusters(t *testing.T) {
+	c1 := sandbox.Clusters[0]
+	ctx := testContext(t, 3*time.Minute)
+	f := advFederate(t, ctx, "electall", "c1", "c2", "c3")
+	patch := []byte(`{"metadata":{"annotations":{"multicluster.admiralty.io/elect":""}}}`)
+	if _, err := c1.Client.CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubectlApply(t, c1, fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: plain
+  namespace: %s
+spec:
+  replicas: 6
+  selector:
+    matchLabels:
+      app: plain
+  template:
+    metadata:
+      labels:
+        app: plain
+    spec:
+      containers:
+      - name: main
+        image: nginx
+        resources:
+          requests:
+            cpu: 500m
+            memory: 32Mi
+`, f.ns))
+	got := advPlacement(ctx, t, f, "plain", 6)
+	if len(got) < 2 {
+		t.Errorf("replicas per target %v, want more than one cluster", got)
+	}
+}
