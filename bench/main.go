@@ -189,7 +189,7 @@ func run() error {
 	log.Printf("waiting for the last namespaces to be deleted")
 	b.cleanups.Wait()
 	if n := b.cleanupErrs.Load(); n > 0 {
-		rep.Failures = append(rep.Failures, fmt.Sprintf("%d namespaces were not deleted (see the log)", n))
+		rep.Failures = append(rep.Failures, fmt.Sprintf("%d cleanups failed (see the log)", n))
 	}
 	rep.finish()
 	paths, err := rep.write(cfg.OutDir)
