@@ -159,6 +159,13 @@ type Handler interface {
 	TargetRemoved(t *Target)
 }
 
+// Cleaner is a Handler that also removes what it made in a target when
+// the Target is deleted, before its finalizer goes (the target is still
+// connected).
+type Cleaner interface {
+	CleanupTarget(ctx context.Context, t *Target) error
+}
+
 // Options of a Registry.
 type Options struct {
 	// SourceClusterName is this cluster's name; it selects this source's
@@ -446,6 +453,16 @@ func (r *Registry) cleanup(ctx context.Context, t *Target) error {
 			return err
 		}
 	}
+	r.mu.Lock()
+	handlers := append([]Handler(nil), r.handlers...)
+	r.mu.Unlock()
+	for _, h := range handlers {
+		if c, ok := h.(Cleaner); ok {
+			if err := c.CleanupTarget(ctx, t); err != nil {
+				return describe(err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -654,11 +671,18 @@ func Check(ctx context.Context, t *Target) error {
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "check", Image: "check"}}},
 	}
 	_, err = client.Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if apierrors.IsNotFound(err) {
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%w: namespace %q does not exist in the target; a Target acts in the namespace of its name only: create it there (%v)", ErrNamespaceNotFound, t.Scope, err)
+	case errors.As(err, &status):
+		// Other refusals (admission, quota) say nothing of the namespace.
+		return nil
 	}
-	// Other refusals (admission, quota) say nothing of the namespace.
-	return nil
+	// No answer (a timeout, a cancelled check): not a sign of health.
+	return describe(err)
 }
 
 // ErrNamespaceNotFound: a namespaced Target's namespace does not exist in

@@ -25,6 +25,9 @@ func TestTargetConditionsAndVirtualNode(t *testing.T) {
 	c1, c2 := sandbox.Clusters[0], sandbox.Clusters[1]
 	ctx := testContext(t, 3*time.Minute)
 	ns := namespace(t, c1, "targets", nil)
+	// A Target acts in the namespace of its name in the target, which must
+	// exist there (else NamespaceNotFound, see TestTargetBadInput).
+	createNamespace(t, c2, ns)
 	mc := versioned.NewForConfigOrDie(c1.Config)
 
 	target := &v1alpha1.Target{
