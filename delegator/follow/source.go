@@ -222,6 +222,38 @@ func (c *Source) TargetRemoved(t *targets.Target) {
 	go st.factory.Shutdown()
 }
 
+// CleanupTarget implements targets.Cleaner: a deleted Target takes this
+// source's copies of services and ingresses with it (those of config maps
+// and secrets go with the chaperons, deleted by the target's delegator).
+func (c *Source) CleanupTarget(ctx context.Context, t *targets.Target) error {
+	if t.Self {
+		return nil
+	}
+	dyn, err := dynamic.NewForConfig(t.Config)
+	if err != nil {
+		return err
+	}
+	selector := LabelOriginCluster + "=" + names.Fit(c.clusterName, names.MaxLabel)
+	for _, k := range []*kind{kindService, kindIngress} {
+		res := dyn.Resource(k.gvr).Namespace(t.Scope)
+		list, err := res.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return fmt.Errorf("listing copies of %s: %w", k.gvr.Resource, err)
+		}
+		for _, cp := range list.Items {
+			uid := cp.GetUID()
+			err := dyn.Resource(k.gvr).Namespace(cp.GetNamespace()).Delete(ctx, cp.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return fmt.Errorf("deleting the copy of %s %s/%s: %w", k.name, cp.GetNamespace(), cp.GetName(), err)
+			}
+		}
+	}
+	klog.FromContext(ctx).V(2).Info("Deleted the copies of services and ingresses of a deleted target", "target", t.Ref.String())
+	return nil
+}
+
+var _ targets.Cleaner = &Source{}
+
 // originName is the source object's name of a copy (the label is fitted).
 func originName(o metav1.Object) string {
 	a := o.GetAnnotations()[AnnotationOrigin]

@@ -267,8 +267,8 @@ spec:
 	// proxies.
 	_ = c1.Client.AppsV1().Deployments(ns).Delete(ctx, "nginx", metav1.DeleteOptions{})
 	// No proxy left: the service gets its selector back, is no longer
-	// global, and its copy goes from cluster2 (cluster3's Target is gone:
-	// its copy stays there with its namespace).
+	// global, and its copy goes from cluster2; cluster3's went with its
+	// Target.
 	eventually(ctx, t, "the service is restored and its copies deleted", func(ctx context.Context) (bool, string, error) {
 		svc, err := c1.Client.CoreV1().Services(ns).Get(ctx, "nginx", metav1.GetOptions{})
 		if err != nil {
@@ -278,6 +278,13 @@ spec:
 		msg := fmt.Sprintf("selector %v, annotations %v, copy in cluster2: %v", svc.Spec.Selector, svc.Annotations, copyErr)
 		return cmp.Equal(svc.Spec.Selector, map[string]string{"app": "nginx"}) && svc.Annotations["io.cilium/global-service"] == "" &&
 			apierrors.IsNotFound(copyErr), msg, nil
+	})
+	eventually(ctx, t, "the deleted Target c3 took the copies of the service and ingress", func(ctx context.Context) (bool, string, error) {
+		_, svcErr := c3.Client.CoreV1().Services(ns).Get(ctx, "nginx", metav1.GetOptions{})
+		_, ingErr := c3.Client.NetworkingV1().Ingresses(ns).Get(ctx, "nginx", metav1.GetOptions{})
+		_, tlsErr := c3.Client.CoreV1().Secrets(ns).Get(ctx, "nginx-tls", metav1.GetOptions{})
+		return apierrors.IsNotFound(svcErr) && apierrors.IsNotFound(ingErr) && apierrors.IsNotFound(tlsErr),
+			fmt.Sprintf("service: %v, ingress: %v, TLS secret: %v", svcErr, ingErr, tlsErr), nil
 	})
 	eventually(ctx, t, "no delegate is left behind", func(ctx context.Context) (bool, string, error) {
 		n := 0
