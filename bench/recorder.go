@@ -155,3 +155,21 @@ func (r *recorder) latencyPoints(names []string) (created []time.Time, latencies
 	}
 	return created, latencies
 }
+
+// split returns, for the pods named that ran, the seconds from creation to
+// binding and from binding to Running: for proxies, the scheduler and the
+// target's placement, then the delegate starting and its status fed back.
+func (r *recorder) split(names []string) (toBound, toRunning []float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		c, ok1 := r.created[n]
+		b, ok2 := r.bound[n]
+		run, ok3 := r.running[n]
+		if ok1 && ok2 && ok3 {
+			toBound = append(toBound, b.Sub(c).Seconds())
+			toRunning = append(toRunning, run.Sub(b).Seconds())
+		}
+	}
+	return toBound, toRunning
+}

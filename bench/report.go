@@ -188,6 +188,10 @@ func (r *Report) figureDefs() []figureDef {
 		{"steady.p50", fmt.Sprintf("Steady %.0f pods/s, creation→Running p50 (s)", r.Config.SteadyRate)},
 		{"steady.p90", fmt.Sprintf("Steady %.0f pods/s, creation→Running p90 (s)", r.Config.SteadyRate)},
 		{"steady.p99", fmt.Sprintf("Steady %.0f pods/s, creation→Running p99 (s)", r.Config.SteadyRate)},
+		{"steady.bound.p50", "Steady, creation→bound p50 (s)"},
+		{"steady.bound.p99", "Steady, creation→bound p99 (s)"},
+		{"steady.running.p50", "Steady, bound→Running p50 (s)"},
+		{"steady.running.p99", "Steady, bound→Running p99 (s)"},
 		{"writes.all", "API writes per pod, all clusters (no leases)"},
 	}
 	maxClusters := 1

@@ -92,7 +92,12 @@ type Result struct {
 	// Latencies from creation to Running, seconds.
 	SaturationLatency Percentiles `json:"saturationLatency"`
 	SteadyLatency     Percentiles `json:"steadyLatency"`
-	// SteadyRate: the creation rate achieved in the steady phase.
+	// The steady phase's latency split at the binding: creation to bound
+	// (for a proxy: scheduling and the target placing the delegate), bound
+	// to Running (the delegate starting, its status fed back).
+	SteadyToBound        Percentiles `json:"steadyToBound"`
+	SteadyBoundToRunning Percentiles `json:"steadyBoundToRunning"`
+	// SteadyRate: the rate the steady phase issued its creations at.
 	SteadyRate float64 `json:"steadyRate"`
 
 	Writes map[string]ClusterWrites `json:"writes"`
@@ -351,10 +356,12 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 	steady := names("s", b.cfg.SteadyPods)
 	steadyStart := time.Now()
 	interval := time.Duration(float64(time.Second) / b.cfg.SteadyRate)
+	var lastIssued time.Time
 	for i, name := range steady {
 		if d := time.Until(steadyStart.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
+		lastIssued = time.Now()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -364,7 +371,8 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 		}()
 	}
 	wg.Wait()
-	if d := time.Since(steadyStart).Seconds(); d > 0 && len(steady) > 1 {
+	// The rate the creations were issued at (each answer may take long).
+	if d := lastIssued.Sub(steadyStart).Seconds(); d > 0 && len(steady) > 1 {
 		res.SteadyRate = float64(len(steady)-1) / d
 	}
 	left2, err := rec.waitRunning(ctx, steady, b.phaseTimeout(b.cfg.SteadyPods), alive)
@@ -387,6 +395,8 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 	res.SaturationLatency = percentilesOf(satLat)
 	_, steadyLat := rec.times(steady)
 	res.SteadyLatency = percentilesOf(steadyLat)
+	toBound, toRunning := rec.split(steady)
+	res.SteadyToBound, res.SteadyBoundToRunning = percentilesOf(toBound), percentilesOf(toRunning)
 	b.account(res, used, before, after, total)
 	res.Series = series(rec, start, steadyStart, append(burst, steady...))
 	return res, nil
@@ -469,6 +479,10 @@ func (b *bench) account(res *Result, used []*cluster, before, after *snapshot, p
 	f["steady.p50"] = res.SteadyLatency.P50
 	f["steady.p90"] = res.SteadyLatency.P90
 	f["steady.p99"] = res.SteadyLatency.P99
+	f["steady.bound.p50"] = res.SteadyToBound.P50
+	f["steady.bound.p99"] = res.SteadyToBound.P99
+	f["steady.running.p50"] = res.SteadyBoundToRunning.P50
+	f["steady.running.p99"] = res.SteadyBoundToRunning.P99
 	f["saturation.p50"] = res.SaturationLatency.P50
 	f["saturation.p99"] = res.SaturationLatency.P99
 	f["unfinished"] = float64(res.Unfinished + res.CreateErrors)
