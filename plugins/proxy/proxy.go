@@ -503,6 +503,7 @@ func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _
 	// longer avoided.
 	p.activate(pod, 0)
 	p.activate(pod, p.args.RefusedTargetTTL.Duration)
+	p.requeuePending()
 	key := leavingKey(r.target, r.chaperon)
 	p.leave(pod.UID, key)
 	go func() {
@@ -688,6 +689,9 @@ func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
 	}
 	p.attempts.decided(uid, allowed, message)
 	p.deliver(uid, allowed, message, 0)
+	// The booking is now on a node of the target (or gone): pods kept
+	// aside by pods in flight may fit.
+	p.requeuePending()
 }
 
 func (p *Plugin) deliver(uid types.UID, allowed bool, message string, attempt int) {
