@@ -201,9 +201,10 @@ func (p *profiled) get(ctx context.Context, t *testing.T, path string) string {
 // restartProfiled restarts a leader-elected component with extra flags
 // (SIGTERM, so that it gives its Lease up), waits until it leads, and puts
 // the sandbox's command line back when the test ends.
-func restartProfiled(ctx context.Context, t *testing.T, comp component, c *Cluster, leaseNS, lease string, extra ...string) {
+func restartProfiled(ctx context.Context, t *testing.T, comp component, c *Cluster, extra ...string) {
 	t.Helper()
 	original := comp.cmdline(t)
+	leaseNS, lease := comp.lease(t)
 	v := &crashVictim{component: comp, cluster: c, leaseNS: leaseNS, lease: lease}
 	restart := func(args []string) {
 		old := v.holder(ctx)
@@ -215,6 +216,14 @@ func restartProfiled(ctx context.Context, t *testing.T, comp component, c *Clust
 			comp.kill(t)
 		}
 		comp.start(t, args)
+		if lease == "" {
+			health := comp.health
+			if comp.scheduler {
+				health = "https://127.0.0.1:" + flagsOf(original)["secure-port"] + "/healthz"
+			}
+			waitHealthy(ctx, t, comp.name, health)
+			return
+		}
 		v.waitLeader(ctx, t, old)
 	}
 	t.Cleanup(func() { restart(original) })
@@ -225,7 +234,7 @@ func restartProfiled(ctx context.Context, t *testing.T, comp component, c *Clust
 func delegatorProfiled(ctx context.Context, t *testing.T, c *Cluster) *profiled {
 	t.Helper()
 	comp := delegatorComponent(c)
-	restartProfiled(ctx, t, comp, c, "admiralty", "admiralty-delegator", "--profiling")
+	restartProfiled(ctx, t, comp, c, "--profiling")
 	return &profiled{name: comp.name, base: c.DelegatorHealth, client: http.DefaultClient}
 }
 
@@ -244,7 +253,7 @@ func schedulerProfiled(ctx context.Context, t *testing.T, c *Cluster) *profiled 
 	if port == "" {
 		t.Fatalf("%s: no --secure-port in its command line", comp.name)
 	}
-	restartProfiled(ctx, t, comp, c, "kube-system", "kube-scheduler", "--authorization-always-allow-paths=/debug/pprof/*")
+	restartProfiled(ctx, t, comp, c, "--authorization-always-allow-paths=/debug/pprof/*")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec: a self-signed local scheduler
 	return &profiled{name: comp.name, base: "https://127.0.0.1:" + port, client: client}
 }

@@ -45,11 +45,11 @@ func TestCrashSafety(t *testing.T) {
 	waitTargetReady(ctx, t, mc1, ns, "c3")
 
 	victims := []*crashVictim{
-		newCrashVictim(t, schedulerComponent(c1), c1, "kube-system", "kube-scheduler", []string{
+		newCrashVictim(t, schedulerComponent(c1), c1, []string{
 			"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms"}),
-		newCrashVictim(t, delegatorComponent(c1), c1, "admiralty", "admiralty-delegator", []string{
+		newCrashVictim(t, delegatorComponent(c1), c1, []string{
 			"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}),
-		newCrashVictim(t, delegatorComponent(c2), c2, "admiralty", "admiralty-delegator", []string{
+		newCrashVictim(t, delegatorComponent(c2), c2, []string{
 			"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}),
 	}
 
@@ -138,9 +138,13 @@ type crashVictim struct {
 	fast      []string
 }
 
-func newCrashVictim(t *testing.T, comp component, c *Cluster, leaseNS, lease string, fastFlags []string) *crashVictim {
+func newCrashVictim(t *testing.T, comp component, c *Cluster, fastFlags []string) *crashVictim {
 	t.Helper()
 	original := comp.cmdline(t)
+	leaseNS, lease := comp.lease(t)
+	if lease == "" {
+		t.Fatalf("%s runs without leader election: nothing to take over", comp.name)
+	}
 	v := &crashVictim{component: comp, cluster: c, leaseNS: leaseNS, lease: lease, original: original,
 		fast: append(append([]string{}, original...), fastFlags...)}
 	t.Cleanup(func() {

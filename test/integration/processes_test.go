@@ -3,7 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Sandbox components as processes: the tests of outages and crashes stop,
@@ -21,21 +25,99 @@ import (
 
 // component is one process of the sandbox, found by its pid file.
 type component struct {
-	name    string
-	pidFile string
-	logFile string
+	name      string
+	scheduler bool
+	pidFile   string
+	logFile   string
+	health    string
 }
 
 func delegatorComponent(c *Cluster) component {
-	return component{name: c.Context + " delegator", pidFile: c.DelegatorPidFile, logFile: filepath.Join(c.Dir, "delegator.log")}
+	return component{name: c.Context + " delegator", pidFile: c.DelegatorPidFile, logFile: filepath.Join(c.Dir, "delegator.log"),
+		health: c.DelegatorHealth + "/healthz"}
 }
 
 func schedulerComponent(c *Cluster) component {
 	return component{
-		name:    c.Context + " scheduler",
-		pidFile: filepath.Join(c.KwokWorkdir, "pids", "kube-scheduler.pid"),
-		logFile: filepath.Join(c.KwokWorkdir, "logs", "kube-scheduler.log"),
+		name:      c.Context + " scheduler",
+		scheduler: true,
+		pidFile:   filepath.Join(c.KwokWorkdir, "pids", "kube-scheduler.pid"),
+		logFile:   filepath.Join(c.KwokWorkdir, "logs", "kube-scheduler.log"),
 	}
+}
+
+// flags of a command line, --name=value or --name value.
+func flagsOf(args []string) map[string]string {
+	out := map[string]string{}
+	for i := 1; i < len(args); i++ {
+		name, ok := strings.CutPrefix(args[i], "--")
+		if !ok {
+			continue
+		}
+		if n, v, ok := strings.Cut(name, "="); ok {
+			out[n] = v
+		} else if i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+			out[name] = args[i+1]
+			i++
+		} else {
+			out[name] = "true"
+		}
+	}
+	return out
+}
+
+// lease returns the namespace and name of the running process's leader
+// Lease, from its flags (and the scheduler's configuration file); an empty
+// name if it runs without leader election.
+func (p component) lease(t *testing.T) (string, string) {
+	t.Helper()
+	flags := flagsOf(p.cmdline(t))
+	ns, name, elect := "admiralty", "admiralty-delegator", "true"
+	if v := flags["namespace"]; v != "" {
+		ns = v
+	}
+	if p.scheduler {
+		ns, name = "kube-system", "kube-scheduler"
+		if path := flags["config"]; path != "" {
+			var cfg struct {
+				LeaderElection struct {
+					LeaderElect       *bool  `json:"leaderElect"`
+					ResourceName      string `json:"resourceName"`
+					ResourceNamespace string `json:"resourceNamespace"`
+				} `json:"leaderElection"`
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := yaml.Unmarshal(data, &cfg); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			le := cfg.LeaderElection
+			if le.LeaderElect != nil && !*le.LeaderElect {
+				elect = "false"
+			}
+			if le.ResourceName != "" {
+				name = le.ResourceName
+			}
+			if le.ResourceNamespace != "" {
+				ns = le.ResourceNamespace
+			}
+		}
+	}
+	if v := flags["leader-elect"]; v != "" {
+		elect = v
+	}
+	if v := flags["leader-elect-resource-name"]; v != "" {
+		name = v
+	}
+	if v := flags["leader-elect-resource-namespace"]; v != "" {
+		ns = v
+	}
+	if elect == "false" {
+		return "", ""
+	}
+	return ns, name
 }
 
 func (p component) pid() int {
@@ -103,10 +185,18 @@ func (p component) start(t *testing.T, args []string) {
 func waitHealthy(ctx context.Context, t *testing.T, what, url string) {
 	t.Helper()
 	eventually(ctx, t, what+" healthy", func(ctx context.Context) (bool, string, error) {
-		code, body := getNoFail(url)
-		return code == 200, fmt.Sprintf("%d %s", code, body), nil
+		resp, err := insecureClient.Get(url)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status, nil
 	})
 }
+
+// insecureClient reaches the sandbox's local components, whose serving
+// certificates are self-signed.
+var insecureClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec: local sandbox components
 
 // kwokctl runs kwokctl on the sandbox's kwok working directory.
 func kwokctl(ctx context.Context, c *Cluster, args ...string) error {
