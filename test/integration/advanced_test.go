@@ -78,6 +78,16 @@ kubectl admiralty export c1 --context %[2]s -n %[1]s --as %[3]s | kubectl --cont
 		_ = c1.Client.BatchV1().Jobs(ns).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
 		_ = c1.Client.AppsV1().Deployments(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 		_ = c1.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: v1alpha1.LabelIsProxy + "=true"})
+		// The Targets before the namespaces: their cleanup in the targets
+		// needs the Sources there.
+		_ = mc1.MulticlusterV1alpha1().Targets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		for ctx.Err() == nil {
+			list, err := mc1.MulticlusterV1alpha1().Targets(ns).List(ctx, metav1.ListOptions{})
+			if err != nil || len(list.Items) == 0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 		for _, c := range sandbox.Clusters {
 			for ctx.Err() == nil {
 				pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelParentUID})
