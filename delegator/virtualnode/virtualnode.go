@@ -356,8 +356,8 @@ type provider struct {
 	registry *targets.Registry
 	setReady func(ctx context.Context, name string, ready bool, message string)
 
-	mu sync.Mutex
-	cb func(*corev1.Node)
+	mu   sync.Mutex
+	wake chan struct{} // set by NotifyNodeStatus: a status update is due
 }
 
 // Ping implements node.NodeProvider: the node is renewed only while the
@@ -375,19 +375,44 @@ func (p *provider) Ping(ctx context.Context) error {
 	return err
 }
 
-// NotifyNodeStatus implements node.NodeProvider.
-func (p *provider) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
+// NotifyNodeStatus implements node.NodeProvider. virtual-kubelet's
+// callback sends on a channel that its node loop drains; it blocks while
+// the loop is busy and forever once the loop stopped. So the callback is
+// called from a goroutine of this node's run only, never from the
+// informer handlers that call notify: a blocked handler would keep the
+// target's informers from shutting down, and with them the registry that
+// removes the target (every Target of the cluster stalled).
+func (p *provider) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) {
+	wake := make(chan struct{}, 1)
 	p.mu.Lock()
-	p.cb = cb
+	p.wake = wake
 	p.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+				if ctx.Err() == nil {
+					cb(p.node())
+				}
+			}
+		}
+	}()
 }
 
+// notify asks for a status update with the latest summary; it never
+// blocks, and updates asked for while one is pending are coalesced.
 func (p *provider) notify() {
 	p.mu.Lock()
-	cb := p.cb
+	wake := p.wake
 	p.mu.Unlock()
-	if cb != nil {
-		cb(p.node())
+	if wake == nil {
+		return
+	}
+	select {
+	case wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -1,14 +1,18 @@
 package virtualnode
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned/fake"
+	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/targets"
 )
@@ -118,4 +122,41 @@ func TestBuildLongNames(t *testing.T) {
 		}
 		seen[n.Name], seen[n.Labels[corev1.LabelHostname]+"/host"] = true, true
 	}
+}
+
+// virtual-kubelet's status callback blocks once its node loop no longer
+// drains it; notify, called from informer handlers, must not.
+func TestNotifyNeverBlocks(t *testing.T) {
+	target := &targets.Target{
+		Ref:       targets.Ref{Namespace: "ns", Name: "c2"},
+		Summaries: mcinformers.NewSharedInformerFactory(fake.NewSimpleClientset(), 0),
+	}
+	p := &provider{target: target}
+	p.notify() // before NotifyNodeStatus: nothing to do
+
+	ctx, cancel := context.WithCancel(context.Background())
+	statusCh := make(chan *corev1.Node, 1) // as virtual-kubelet's node loop has
+	p.NotifyNodeStatus(ctx, func(n *corev1.Node) { statusCh <- n })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 10; i++ {
+			p.notify()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("notify blocked on a callback that nobody drains")
+	}
+	select {
+	case n := <-statusCh:
+		if n.Name != "admiralty-namespace-ns-c2" {
+			t.Errorf("status update for node %q", n.Name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no status update delivered")
+	}
+	cancel()
+	p.notify() // after the loop stopped
 }

@@ -138,6 +138,31 @@ kubectl --context "cluster1" create secret generic c2 \
 				_, err := client.CoreV1().Secrets(other).List(ctx, metav1.ListOptions{})
 				return err
 			})
+			// In its own namespace too, it reads no secret (followed copies
+			// are written blind) and neither creates nor deletes pods: the
+			// target's delegator makes the delegates from the chaperons.
+			forbidden(ctx, t, "list secrets in its namespace", func(ctx context.Context) error {
+				_, err := client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+				return err
+			})
+			forbidden(ctx, t, "get the token Secret of its own service account", func(ctx context.Context) error {
+				_, err := client.CoreV1().Secrets(ns).Get(ctx, tokenName, metav1.GetOptions{})
+				return err
+			})
+			forbidden(ctx, t, "list config maps in its namespace", func(ctx context.Context) error {
+				_, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+				return err
+			})
+			forbidden(ctx, t, "create pods in its namespace", func(ctx context.Context) error {
+				_, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: "not-a-delegate"},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+				}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				return err
+			})
+			forbidden(ctx, t, "delete pods in its namespace", func(ctx context.Context) error {
+				return client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}, metav1.ListOptions{})
+			})
 			forbidden(ctx, t, "list nodes", func(ctx context.Context) error {
 				_, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 				return err
