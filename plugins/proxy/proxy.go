@@ -154,6 +154,8 @@ type reservation struct {
 	proxy    *v1.Pod
 	requests v1.ResourceList
 	chaperon string
+	// chaperonUID is the sent chaperon's, once created.
+	chaperonUID types.UID
 	// nodeName is the target node, once the candidate is placed.
 	nodeName string
 	// decided: the target's verdict arrived (or sending failed).
@@ -245,6 +247,7 @@ func (p *Plugin) TargetAdded(t *targets.Target) {
 	_, _ = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().AddEventHandler(handlerFuncs{
 		onChange: func(c *v1alpha1.PodChaperon) { p.chaperonChanged(t, c) },
 		onDelete: func(c *v1alpha1.PodChaperon) {
+			p.chaperonDeleted(t, c)
 			p.left(types.UID(c.Labels[v1alpha1.LabelParentUID]), leavingKey(t, c.Name))
 		},
 	})
@@ -604,12 +607,7 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 	ctx, cancel := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
 	defer cancel()
 	if err := p.waitLeft(ctx, r.proxy.UID); err != nil {
-		// Not this target's fault: no refusal, the pod is retried.
-		p.mu.Lock()
-		r.decided = true
-		p.mu.Unlock()
-		p.attempts.decided(r.proxy.UID, false, err.Error())
-		p.deliver(r.proxy.UID, false, err.Error(), 0)
+		p.retry(r, err.Error())
 		return
 	}
 	client := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(chaperon.Namespace)
@@ -627,6 +625,9 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the PodChaperon: %v", r.target.Ref.Name, err))
 		return
 	}
+	p.mu.Lock()
+	r.chaperonUID = created.UID
+	p.mu.Unlock()
 	p.attempts.sent(r.proxy.UID, created.Name)
 	if r.noReservation {
 		// The pod is committed to this target: it binds now and waits
@@ -635,6 +636,34 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		return
 	}
 	p.chaperonChanged(r.target, created)
+}
+
+// retry rejects the waiting pod without holding it against the target (not
+// the target's fault), so that it is scheduled again at once.
+func (p *Plugin) retry(r *reservation, message string) {
+	p.mu.Lock()
+	if r.decided {
+		p.mu.Unlock()
+		return
+	}
+	r.decided = true
+	p.mu.Unlock()
+	p.attempts.decided(r.proxy.UID, false, message)
+	p.deliver(r.proxy.UID, false, message, 0)
+}
+
+// chaperonDeleted: a chaperon deleted in the target before its verdict (by
+// the source's feedback, a person, the target going away) will never be
+// placed; the waiting pod is retried now rather than at candidateTimeout.
+func (p *Plugin) chaperonDeleted(t *targets.Target, c *v1alpha1.PodChaperon) {
+	uid := types.UID(c.Labels[v1alpha1.LabelParentUID])
+	p.mu.Lock()
+	r := p.inflight[uid]
+	sent := r != nil && !r.decided && r.target.Ref == t.Ref && r.chaperonUID != "" && r.chaperonUID == c.UID
+	p.mu.Unlock()
+	if sent {
+		p.retry(r, fmt.Sprintf("PodChaperon %s/%s was deleted in %s before the candidate was placed", c.Namespace, c.Name, t.Ref.Name))
+	}
 }
 
 // chaperonChanged decides a waiting proxy from its chaperon's status, as
