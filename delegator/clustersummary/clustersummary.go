@@ -103,16 +103,16 @@ func New(name string, interval time.Duration, client versioned.Interface,
 		if !ok1 || !ok2 {
 			return true
 		}
-		if IsVirtual(o) && IsVirtual(n) {
+		if v1alpha1.IsVirtualNode(o) && v1alpha1.IsVirtualNode(n) {
 			return false
 		}
 		// Heartbeats change only the conditions' times: no new summary.
 		return !apiequality.Semantic.DeepEqual(nodeSummary(o), nodeSummary(n)) ||
 			!apiequality.Semantic.DeepEqual(o.Status.Capacity, n.Status.Capacity) ||
-			IsVirtual(o) != IsVirtual(n)
+			v1alpha1.IsVirtualNode(o) != v1alpha1.IsVirtualNode(n)
 	}, func(obj any) bool {
 		n, ok := obj.(*corev1.Node)
-		return !ok || !IsVirtual(n)
+		return !ok || !v1alpha1.IsVirtualNode(n)
 	}))
 	_, _ = podInformer.AddEventHandler(c.handler(func(old, cur any) bool {
 		o, ok1 := old.(*corev1.Pod)

@@ -28,7 +28,7 @@ func Build(name string, nodes []*corev1.Node, pods []*corev1.Pod) *v1alpha1.Clus
 	capacity := corev1.ResourceList{}
 	allocatable := corev1.ResourceList{}
 	for _, n := range nodes {
-		if IsVirtual(n) {
+		if v1alpha1.IsVirtualNode(n) {
 			continue
 		}
 		ns := nodeSummary(n)
@@ -82,11 +82,6 @@ func Equal(a, b *v1alpha1.ClusterSummary) bool {
 	return apiequality.Semantic.DeepEqual(a.Capacity, b.Capacity) &&
 		apiequality.Semantic.DeepEqual(a.Allocatable, b.Allocatable) &&
 		apiequality.Semantic.DeepEqual(a.Nodes, b.Nodes)
-}
-
-// IsVirtual tells whether n is one of Admiralty's virtual nodes.
-func IsVirtual(n *corev1.Node) bool {
-	return n.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
 }
 
 // Requests is what a pod takes from its node's allocatable resources, as

@@ -41,6 +41,7 @@ import (
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/delegator/virtualnode"
 	"admiralty.io/multicluster-scheduler/targets"
 )
 
@@ -106,14 +107,8 @@ func New(client kubernetes.Interface, recorder record.EventRecorder, registry *t
 	}
 	c.controller = controller.New("failover", 1, c.reconcile)
 	_, _ = nodeInformer.AddEventHandler(cache.FilteringResourceEventHandler{
-		FilterFunc: func(obj any) bool {
-			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			n, ok := obj.(*corev1.Node)
-			return ok && n.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
-		},
-		Handler: c.controller.Handler(),
+		FilterFunc: virtualnode.Filter,
+		Handler:    c.controller.Handler(),
 	})
 	c.controller.WaitFor(nodeInformer.HasSynced)
 	// This process seeing a target fail (or answer again) counts too.

@@ -102,14 +102,8 @@ func New(opts Options, client kubernetes.Interface, registry *targets.Registry, 
 	}
 	c.controller = controller.New("virtualnode", 2, c.reconcile)
 	_, _ = nodeInformer.AddEventHandler(cache.FilteringResourceEventHandler{
-		FilterFunc: func(obj any) bool {
-			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			n, ok := obj.(*corev1.Node)
-			return ok && n.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
-		},
-		Handler: c.controller.Handler(),
+		FilterFunc: Filter,
+		Handler:    c.controller.Handler(),
 	})
 	c.controller.WaitFor(append(synced, nodeInformer.HasSynced)...)
 	registry.Subscribe(c)
@@ -153,6 +147,16 @@ func (c *Controller) Start(ctx context.Context) error {
 		delete(c.running, name)
 	}
 	return err
+}
+
+// Filter selects virtual nodes (and their tombstones) in a node informer's
+// events.
+func Filter(obj any) bool {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	n, ok := obj.(*corev1.Node)
+	return ok && v1alpha1.IsVirtualNode(n)
 }
 
 // TargetAdded implements targets.Handler.

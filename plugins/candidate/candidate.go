@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	fwk "k8s.io/kube-scheduler/framework"
 
-	"admiralty.io/multicluster-scheduler/plugins/proxy"
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration profiles.
@@ -36,7 +36,7 @@ func (*Plugin) Name() string { return Name }
 // has a virtual node standing for itself; a candidate placed there would
 // become a proxy of a proxy and never run.
 func (*Plugin) Filter(_ context.Context, _ fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
-	if proxy.IsVirtualNode(nodeInfo.Node()) {
+	if v1alpha1.IsVirtualNode(nodeInfo.Node()) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonVirtual)
 	}
 	return nil

@@ -117,7 +117,7 @@ func (p *Plugin) eligibleVirtualNodes(ns string, nodes []fwk.NodeInfo) []*v1.Nod
 	var out []*v1.Node
 	for _, ni := range nodes {
 		n := ni.Node()
-		if !IsVirtualNode(n) {
+		if !v1alpha1.IsVirtualNode(n) {
 			continue
 		}
 		t := p.targetOf(n.Name)

@@ -325,7 +325,7 @@ func (p *Plugin) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 // Filter simulates the original pod in the target of the virtual node.
 func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	node := nodeInfo.Node()
-	if !IsVirtualNode(node) {
+	if !v1alpha1.IsVirtualNode(node) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNotVirtual)
 	}
 	s, err := readState(state)
@@ -814,9 +814,4 @@ func subtract(from, l v1.ResourceList) {
 			from[name] = f
 		}
 	}
-}
-
-// IsVirtualNode tells whether node is one of Admiralty's virtual nodes.
-func IsVirtualNode(node *v1.Node) bool {
-	return node != nil && node.Labels[v1alpha1.LabelVirtualKubeletProvider] == v1alpha1.ProviderName
 }

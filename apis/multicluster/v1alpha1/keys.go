@@ -1,6 +1,15 @@
 package v1alpha1
 
-import "strings"
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// IsVirtualNode tells whether n is one of Admiralty's virtual nodes.
+func IsVirtualNode(n *corev1.Node) bool {
+	return n != nil && n.Labels[LabelVirtualKubeletProvider] == ProviderName
+}
 
 // Well-known names that users and other tools see. They are the original
 // project's, unchanged, so that its documentation and manifests keep working.
