@@ -10,6 +10,7 @@ package virtualnode
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -370,6 +371,11 @@ type provider struct {
 // and the node's Ready condition.
 func (p *provider) Ping(ctx context.Context) error {
 	err := targets.Check(ctx, p.target)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The node is stopping (its target replaced or removed): the check
+		// was cut short, which says nothing of the target.
+		return err
+	}
 	p.registry.ReportHealth(p.target, err)
 	if err != nil {
 		p.setReady(ctx, p.target.Ref.VirtualNodeName(), false, fmt.Sprintf("target %s does not answer: %v", p.target.Ref.String(), err))
