@@ -80,6 +80,8 @@ spec:
 		return got == "eu", "region " + got, nil
 	})
 
+	// The seed expects the replicas split between two equal clusters.
+	waitLeftoversGone(ctx, t)
 	labelNamespace(t, c1, ns)
 	kubectlApply(t, c1, fmt.Sprintf(`
 apiVersion: apps/v1

@@ -113,3 +113,31 @@ CONFIG=$(kubectl --context "%[2]s" config view --minify --raw --output json | jq
 kubectl --context "cluster1" create secret generic %[3]s --namespace "$NAMESPACE" --from-literal=config="$CONFIG"
 `, ns, context, secretName))
 }
+
+// waitLeftoversGone waits until no pod is left in a terminating namespace
+// of any cluster: an earlier test's pods (and delegates) still being
+// deleted count in the targets' summaries and would skew placement.
+func waitLeftoversGone(ctx context.Context, t *testing.T) {
+	t.Helper()
+	for _, c := range sandbox.Clusters {
+		eventually(ctx, t, c.Context+": earlier tests' pods gone", func(ctx context.Context) (bool, string, error) {
+			nss, err := c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, "", err
+			}
+			for _, ns := range nss.Items {
+				if ns.Status.Phase != corev1.NamespaceTerminating {
+					continue
+				}
+				pods, err := c.Client.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{Limit: 1})
+				if err != nil {
+					return false, "", err
+				}
+				if len(pods.Items) > 0 {
+					return false, "pods left in terminating namespace " + ns.Name, nil
+				}
+			}
+			return true, "", nil
+		})
+	}
+}
