@@ -57,6 +57,18 @@ func (r Ref) String() string {
 // IsCluster tells whether the Ref names a ClusterTarget.
 func (r Ref) IsCluster() bool { return r.Namespace == "" }
 
+// VirtualNodeKeys maps a Target or ClusterTarget (an informer's object) to
+// the name of its virtual node, for controllers keyed by node name.
+func VirtualNodeKeys(obj any) []string {
+	switch t := obj.(type) {
+	case *v1alpha1.Target:
+		return []string{Ref{Namespace: t.Namespace, Name: t.Name}.VirtualNodeName()}
+	case *v1alpha1.ClusterTarget:
+		return []string{Ref{Name: t.Name}.VirtualNodeName()}
+	}
+	return nil
+}
+
 // VirtualNodeName is the name of the node that stands for the target:
 // admiralty-namespace-NS-NAME or admiralty-cluster-NAME, as in the original
 // project, cut with a hash when longer than a node name may be.

@@ -79,15 +79,7 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	c.controller.WaitFor(ti.Informer().HasSynced, ci.Informer().HasSynced)
 	// A changed grace period applies at once.
 	for _, inf := range []cache.SharedIndexInformer{ti.Informer(), ci.Informer()} {
-		_, _ = inf.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
-			switch t := obj.(type) {
-			case *v1alpha1.Target:
-				return []string{targets.Ref{Namespace: t.Namespace, Name: t.Name}.VirtualNodeName()}
-			case *v1alpha1.ClusterTarget:
-				return []string{targets.Ref{Name: t.Name}.VirtualNodeName()}
-			}
-			return nil
-		}))
+		_, _ = inf.AddEventHandler(c.controller.MappedHandler(targets.VirtualNodeKeys))
 	}
 	return c, nil
 }

@@ -116,15 +116,7 @@ func New(opts Options, client kubernetes.Interface, registry *targets.Registry, 
 // registry let it go) must take its node with it.
 func (c *Controller) WatchTargets(informers ...cache.SharedIndexInformer) {
 	for _, inf := range informers {
-		_, _ = inf.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
-			switch t := obj.(type) {
-			case *v1alpha1.Target:
-				return []string{targets.Ref{Namespace: t.Namespace, Name: t.Name}.VirtualNodeName()}
-			case *v1alpha1.ClusterTarget:
-				return []string{targets.Ref{Name: t.Name}.VirtualNodeName()}
-			}
-			return nil
-		}))
+		_, _ = inf.AddEventHandler(c.controller.MappedHandler(targets.VirtualNodeKeys))
 	}
 }
 
