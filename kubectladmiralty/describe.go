@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -89,13 +90,17 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 					c := &chaperons.Items[i]
 					cols = append(cols, column{title: "CHAPERON (" + target + ")", chaperon: c})
 				}
-			}
-			delegates, err := targetKube.CoreV1().Pods(ns).List(ctx, sel)
-			if err != nil {
-				notes = append(notes, fmt.Sprintf("target %s: listing delegates: %v", target, err))
-			} else {
-				for i := range delegates.Items {
-					cols = append(cols, column{title: "DELEGATE (" + target + ")", pod: &delegates.Items[i]})
+				// A source may not list the target's pods: each delegate is
+				// read by its chaperon's name, which the target lets the
+				// source read once it is the chaperon's delegate.
+				for i := range chaperons.Items {
+					d, note := delegateOf(ctx, targetKube, target, &chaperons.Items[i])
+					if d != nil {
+						cols = append(cols, column{title: "DELEGATE (" + target + ")", pod: d})
+					}
+					if note != "" {
+						notes = append(notes, note)
+					}
 				}
 			}
 			if len(cols) == 1 {
@@ -180,6 +185,25 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 		fmt.Fprintln(out, "  ("+n+")")
 	}
 	return nil
+}
+
+// delegateOf reads the delegate of chaperon ch in the target, or says why
+// it cannot.
+func delegateOf(ctx context.Context, kube kubernetes.Interface, target string, ch *v1alpha1.PodChaperon) (*corev1.Pod, string) {
+	pod, err := kube.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Sprintf("target %s: no delegate %s/%s (not made yet, or deleted).", target, ch.Namespace, ch.Name)
+	case apierrors.IsForbidden(err):
+		return nil, fmt.Sprintf("target %s: delegate %s/%s not readable with the Target's credentials: a target lets a Source read its delegates about a second after they appear; later, ask the target's administrator whether this identity is a Source there (%v).",
+			target, ch.Namespace, ch.Name, err)
+	case err != nil:
+		return nil, fmt.Sprintf("target %s: delegate %s/%s: %v", target, ch.Namespace, ch.Name, err)
+	}
+	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != ch.UID {
+		return nil, fmt.Sprintf("target %s: pod %s/%s is not the delegate of its PodChaperon (not controlled by it).", target, ch.Namespace, ch.Name)
+	}
+	return pod, ""
 }
 
 // column is the proxy, its chaperon or its delegate.

@@ -32,6 +32,8 @@ func main() {
 		feedback.NewController,
 		failover.NewController,
 		source.NewController,
+		// Each namespace's Role of the delegates that Sources may read.
+		source.NewDelegatesController,
 		// The chaperon controller holds delegates back until the follow
 		// controller of their source copied their config maps and secrets.
 		chaperon.NewController,

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -41,6 +42,7 @@ import (
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	mcscheme "admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned/scheme"
 	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/targets"
 )
 
@@ -67,6 +69,11 @@ type Delegator struct {
 	Logger        logr.Logger
 	KubeInformers informers.SharedInformerFactory
 	MCInformers   mcinformers.SharedInformerFactory
+	// Delegates informs on the pods labeled LabelParentClusterName only:
+	// the delegates in this cluster (a target runs many other pods). The
+	// chaperon controller and the source controller's delegate Roles share
+	// its one watch.
+	Delegates informers.SharedInformerFactory
 	// Targets is the live set of this cluster's targets (Targets and
 	// ClusterTargets), with their connections; it writes their status.
 	Targets *targets.Registry
@@ -222,6 +229,8 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 		// Fresh caches for each term of leadership.
 		d.KubeInformers = informers.NewSharedInformerFactory(client, 0)
 		d.MCInformers = mcinformers.NewSharedInformerFactory(mcClient, 0)
+		d.Delegates = informers.NewSharedInformerFactoryWithOptions(client, 0,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
 		d.Targets = targets.NewRegistry(targets.Options{
 			SourceClusterName: o.ClusterName,
 			LocalConfig:       restConfig,
@@ -251,9 +260,11 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 		}
 		d.KubeInformers.Start(ctx.Done())
 		d.MCInformers.Start(ctx.Done())
+		d.Delegates.Start(ctx.Done())
 		<-ctx.Done()
 		d.KubeInformers.Shutdown()
 		d.MCInformers.Shutdown()
+		d.Delegates.Shutdown()
 	}
 
 	electionCtx, stopElection := context.WithCancel(context.Background())

@@ -82,12 +82,10 @@ type memo struct {
 
 // NewController is the delegator's factory of the chaperon controller.
 func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
-	// Delegates only: a target runs many other pods.
-	podFactory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
-	pods := podFactory.Core().V1().Pods().Informer()
+	// Delegates only (d.Delegates): a target runs many other pods.
+	pods := d.Delegates.Core().V1().Pods().Informer()
 	chaperons := d.MCInformers.Multicluster().V1alpha1().PodChaperons().Informer()
-	c := New(d.Client, d.MCClient, d.Recorder, chaperons, pods, podFactory)
+	c := New(d.Client, d.MCClient, d.Recorder, chaperons, pods, nil)
 	c.SetGate(follow.NewGate(d.Options.ClusterName, d.Client, d.MCClient, chaperons))
 	return c, nil
 }

@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -257,28 +258,67 @@ func (s *Server) targetOf(node string) *targets.Target {
 	return s.registry.ByVirtualNode(node)
 }
 
-// delegateOf finds the proxy's delegate in the target by its parent-uid
-// label, as the delegate lifecycle does: the label holds the proxy's UID,
-// so a proxy recreated under the same name never reaches an older
-// incarnation's delegate.
+// delegateOf finds the proxy's delegate in the target through its
+// PodChaperon, found by its parent-uid label (the label holds the proxy's
+// UID, so a proxy recreated under the same name never reaches an older
+// incarnation's delegate): the delegate is the pod of the chaperon's name
+// that the chaperon controls. A source may not list the target's pods; it
+// may read its delegates by name once the target's delegator has added them
+// to the namespace's delegates Role, about a second after they appear.
+// Until then the answer is "not yet" (404 without a delegate, 503 while
+// not readable), as for a delegate not made yet.
 func delegateOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (string, error) {
-	list, err := t.Client.CoreV1().Pods(proxyPod.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: v1alpha1.LabelParentUID + "=" + string(proxyPod.UID),
-	})
+	ch, err := chaperonOf(ctx, t, proxyPod)
 	if err != nil {
-		return "", &StatusError{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("target %s: delegate of %s/%s: %v", t.Ref, proxyPod.Namespace, proxyPod.Name, err)}
+		return "", &StatusError{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("target %s: PodChaperon of %s/%s: %v", t.Ref, proxyPod.Namespace, proxyPod.Name, err)}
 	}
-	var name string
-	for _, p := range list.Items {
-		// One being deleted (its replacement not made yet) still has logs.
-		if name == "" || p.DeletionTimestamp == nil {
-			name = p.Name
-		}
-	}
-	if name == "" {
+	if ch == nil {
 		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
 	}
-	return name, nil
+	pod, err := t.Client.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
+	case apierrors.IsForbidden(err):
+		return "", &StatusError{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf(
+			"target %s: the delegate %s/%s of %s/%s is not readable by this source (yet): the target lets its sources read their delegates about a second after they appear (%v)",
+			t.Ref, ch.Namespace, ch.Name, proxyPod.Namespace, proxyPod.Name, err)}
+	case err != nil:
+		return "", &StatusError{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("target %s: delegate of %s/%s: %v", t.Ref, proxyPod.Namespace, proxyPod.Name, err)}
+	}
+	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != ch.UID {
+		// Not made from this chaperon (yet): an older one's, or not a delegate.
+		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
+	}
+	return pod.Name, nil
+}
+
+// chaperonOf returns the proxy's PodChaperon in the target, preferring one
+// that is not being deleted, or nil if there is none. It reads the target's
+// chaperon cache (the feedback controller's informer) and asks the target
+// only if the cache has none, as right after the chaperon is created.
+func chaperonOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (*v1alpha1.PodChaperon, error) {
+	sel := labels.SelectorFromSet(labels.Set{v1alpha1.LabelParentUID: string(proxyPod.UID)})
+	var found []*v1alpha1.PodChaperon
+	if inf := t.Chaperons.Multicluster().V1alpha1().PodChaperons(); inf.Informer().HasSynced() {
+		found, _ = inf.Lister().PodChaperons(proxyPod.Namespace).List(sel)
+	}
+	if len(found) == 0 {
+		list, err := t.MCClient.MulticlusterV1alpha1().PodChaperons(proxyPod.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			found = append(found, &list.Items[i])
+		}
+	}
+	var ch *v1alpha1.PodChaperon
+	for _, c := range found {
+		if ch == nil || c.DeletionTimestamp == nil {
+			ch = c
+		}
+	}
+	return ch, nil
 }
 
 // transportFor returns a transport to t's API server with t's credentials.

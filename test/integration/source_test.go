@@ -118,10 +118,6 @@ kubectl --context "cluster1" create secret generic c2 \
 			}
 			client, mc := clientsFromKubeconfig(t, s.Data["config"])
 			checkUser(ctx, t, client, wantUser)
-			allowed(ctx, t, "list pods in its namespace", func(ctx context.Context) error {
-				_, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-				return err
-			})
 			allowed(ctx, t, "list PodChaperons in its namespace", func(ctx context.Context) error {
 				_, err := mc.MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{})
 				return err
@@ -147,6 +143,12 @@ kubectl --context "cluster1" create secret generic c2 \
 			})
 			forbidden(ctx, t, "get the token Secret of its own service account", func(ctx context.Context) error {
 				_, err := client.CoreV1().Secrets(ns).Get(ctx, tokenName, metav1.GetOptions{})
+				return err
+			})
+			// Nor does it read pods other than its delegates, by name
+			// (TestSourceReadsOnlyItsDelegates).
+			forbidden(ctx, t, "list pods in its namespace", func(ctx context.Context) error {
+				_, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 				return err
 			})
 			forbidden(ctx, t, "list config maps in its namespace", func(ctx context.Context) error {
@@ -418,7 +420,11 @@ func TestSourceClusterSourceGrantsClusterWide(t *testing.T) {
 	kubeconfig := secretConfig(t, out)
 	client, mc := clientsFromKubeconfig(t, kubeconfig)
 	checkUser(ctx, t, client, "system:serviceaccount:"+ns+":c1")
-	allowed(ctx, t, "list pods in any namespace", func(ctx context.Context) error {
+	allowed(ctx, t, "list PodChaperons in any namespace", func(ctx context.Context) error {
+		_, err := mc.MulticlusterV1alpha1().PodChaperons(other).List(ctx, metav1.ListOptions{})
+		return err
+	})
+	forbidden(ctx, t, "list pods in any namespace", func(ctx context.Context) error {
 		_, err := client.CoreV1().Pods(other).List(ctx, metav1.ListOptions{})
 		return err
 	})
@@ -612,4 +618,148 @@ func keysOf(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A Source's identity reads its delegates, by name, and nothing else of the
+// pods of its namespace: the target's delegator keeps the namespace's
+// delegates Role (the names of the pods that PodChaperons control) bound to
+// the Source. A chaperon named after someone else's pod gains nothing; the
+// Role goes with the last delegate.
+func TestSourceReadsOnlyItsDelegates(t *testing.T) {
+	c2 := sandbox.Clusters[1]
+	ctx := testContext(t, 3*time.Minute)
+	mc2 := versioned.NewForConfigOrDie(c2.Config)
+	ns := namespace(t, c2, "deleg", nil)
+	applySource(t, c2, ns)
+	waitSourceCondition(ctx, t, mc2, ns, "c1", metav1.ConditionTrue, source.ReasonAuthorized)
+	client, mc := clientsFromKubeconfig(t, secretConfig(t, shell(t, ctx, fmt.Sprintf(`kubectl admiralty export c1 --context cluster2 -n %s --as c2`, ns))))
+	chaperons := mc.MulticlusterV1alpha1().PodChaperons(ns)
+
+	// Someone else's pods: a plain one, and one labeled like a delegate.
+	for name, labels := range map[string]map[string]string{
+		"bystander": nil,
+		"lookalike": {v1alpha1.LabelParentClusterName: "cluster1"},
+	} {
+		if _, err := c2.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "nginx"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readable := func(name string) func(ctx context.Context) (bool, string, error) {
+		return func(ctx context.Context) (bool, string, error) {
+			if _, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return false, err.Error(), nil
+			}
+			if _, err := client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx); err != nil {
+				return false, "log: " + err.Error(), nil
+			}
+			return true, "", nil
+		}
+	}
+
+	// The source's chaperon (as its scheduler sends it, with the Target's
+	// credentials): once its delegate runs, the source reads it and its log.
+	if _, err := chaperons.Create(ctx, sourceChaperon(ns, "mine", "10m"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitDelegateRunning(ctx, t, c2, ns, "mine", "")
+	eventually(ctx, t, "the source reads its delegate and its log", readable("mine"))
+
+	// A chaperon named after the bystander: refused, no delegate.
+	if _, err := chaperons.Create(ctx, sourceChaperon(ns, "bystander", "10m"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the chaperon named after someone else's pod refused", func(ctx context.Context) (bool, string, error) {
+		ch, err := chaperons.Get(ctx, "bystander", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		c := podCondition(ch.Status.Conditions, corev1.PodScheduled)
+		return c != nil && c.Status == corev1.ConditionFalse && strings.Contains(c.Message, "not controlled by this PodChaperon"), fmt.Sprintf("%+v", c), nil
+	})
+	// A second delegate, readable only once the Role was written after the
+	// refused chaperon existed: what follows is not a race with the Role.
+	if _, err := chaperons.Create(ctx, sourceChaperon(ns, "mine-2", "10m"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitDelegateRunning(ctx, t, c2, ns, "mine-2", "")
+	eventually(ctx, t, "the source reads its second delegate and its log", readable("mine-2"))
+
+	for _, name := range []string{"bystander", "lookalike"} {
+		if _, err := c2.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Fatalf("the admin reads pod %s: %v", name, err)
+		}
+		forbidden(ctx, t, "get pod "+name+" (not a delegate)", func(ctx context.Context) error {
+			_, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			return err
+		})
+		forbidden(ctx, t, "read the log of pod "+name+" (not a delegate)", func(ctx context.Context) error {
+			_, err := client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+			return err
+		})
+	}
+	forbidden(ctx, t, "list pods in its namespace", func(ctx context.Context) error {
+		_, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err
+	})
+	forbidden(ctx, t, "list its own delegates by label", func(ctx context.Context) error {
+		_, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelParentClusterName})
+		return err
+	})
+	forbidden(ctx, t, "watch its delegate", func(ctx context.Context) error {
+		w, err := client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=mine"})
+		if err == nil {
+			w.Stop()
+		}
+		return err
+	})
+	forbidden(ctx, t, "delete its delegate", func(ctx context.Context) error {
+		return client.CoreV1().Pods(ns).Delete(ctx, "mine", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+	})
+	forbidden(ctx, t, "create a pod", func(ctx context.Context) error {
+		_, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "mine-3"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	})
+
+	// The Role names exactly the two delegates.
+	role, err := c2.Client.RbacV1().Roles(ns).Get(ctx, source.DelegatesRole, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(role.Rules) != 1 || !cmp.Equal(role.Rules[0].ResourceNames, []string{"mine", "mine-2"}) {
+		t.Errorf("Role %s/%s rules %+v, want one naming mine and mine-2", ns, role.Name, role.Rules)
+	}
+	rb, err := c2.Client.RbacV1().RoleBindings(ns).Get(ctx, source.DelegatesRole, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: source.DelegatesRole}, rb.RoleRef); diff != "" {
+		t.Errorf("RoleBinding %s/%s roleRef (-want +got):\n%s", ns, rb.Name, diff)
+	}
+	if diff := cmp.Diff([]rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "c1", Namespace: ns}}, rb.Subjects); diff != "" {
+		t.Errorf("RoleBinding %s/%s subjects (-want +got):\n%s", ns, rb.Name, diff)
+	}
+
+	// Without delegates, no Role: the last chaperon's deletion takes it.
+	for _, name := range []string{"mine", "mine-2", "bystander"} {
+		if err := chaperons.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGone(ctx, t, "the delegates Role", func(ctx context.Context) error {
+		_, err := c2.Client.RbacV1().Roles(ns).Get(ctx, source.DelegatesRole, metav1.GetOptions{})
+		return err
+	})
+	waitGone(ctx, t, "the delegates RoleBinding", func(ctx context.Context) error {
+		_, err := c2.Client.RbacV1().RoleBindings(ns).Get(ctx, source.DelegatesRole, metav1.GetOptions{})
+		return err
+	})
+	if _, err := c2.Client.CoreV1().Pods(ns).Get(ctx, "bystander", metav1.GetOptions{}); err != nil {
+		t.Errorf("the bystander pod after its namesake chaperon went: %v", err)
+	}
 }
