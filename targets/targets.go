@@ -612,7 +612,7 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	cfg.Timeout = 15 * time.Second
 	cfg.Wrap(countErrors(ref.String()))
 	t := &Target{Ref: ref, Self: spec.self, Scope: ref.Namespace, Config: cfg, fingerprint: fingerprint}
-	t.Client = kubernetes.NewForConfigOrDie(cfg)
+	t.Client = kubernetes.NewForConfigOrDie(Protobuf(cfg))
 	t.MCClient = versioned.NewForConfigOrDie(cfg)
 	// Watches must outlive the request timeout.
 	watchCfg := rest.CopyConfig(cfg)
@@ -633,6 +633,17 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	}
 	t.StartInformers()
 	return t
+}
+
+// Protobuf returns a copy of cfg for built-in kinds, which the API
+// servers encode and decode several times cheaper as protobuf than as
+// JSON. Custom resources (chaperons, summaries) speak JSON only: their
+// clients keep cfg.
+func Protobuf(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	return cfg
 }
 
 func (r *Registry) remove(ref Ref) {

@@ -138,7 +138,7 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 	if err != nil {
 		return fmt.Errorf("local cluster configuration: %w", err)
 	}
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := kubernetes.NewForConfig(targets.Protobuf(restConfig))
 	if err != nil {
 		return err
 	}

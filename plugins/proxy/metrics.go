@@ -51,6 +51,17 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result", "target"})
 
+	inFlight = metrics.NewGaugeVec(&metrics.GaugeOpts{
+		Name:           "admiralty_proxy_chaperons_in_flight",
+		Help:           "PodChaperons this scheduler sent to a target and has no verdict on yet, by target (at most maxInFlightPerTarget).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"target"})
+	queued = metrics.NewGaugeVec(&metrics.GaugeOpts{
+		Name:           "admiralty_proxy_send_queue_length",
+		Help:           "Proxy pods that chose a target and wait for a place among its chaperons in flight (maxInFlightPerTarget), by target.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"target"})
+
 	registerMetrics sync.Once
 )
 
@@ -58,7 +69,8 @@ var (
 // Scheduled and FailedScheduling say the rest).
 const (
 	// ReasonTargetChosen (Normal): the PodChaperon is in the chosen target,
-	// whose scheduler now places the candidate.
+	// whose scheduler now places the candidate; recorded when the verdict
+	// takes more than chosenEventDelay, or the pod had an attempt before.
 	ReasonTargetChosen = "TargetChosen"
 	// ReasonTargetRefused (Warning): the target refused the candidate, or
 	// gave no verdict within candidateTimeout; it is avoided by this pod for
@@ -83,27 +95,31 @@ type attempt struct {
 	started  time.Time // PreFilter
 	sent     time.Time // the chaperon exists in the target
 	decided  bool
+	timedOut bool // no verdict: the target made no progress in time
 	allowed  bool
 	message  string
 	chaperon string
+	retry    bool
 }
 
 func newAttempts(recorder events.EventRecorder) *attempts {
 	registerMetrics.Do(func() {
-		legacyregistry.MustRegister(schedulingAttempts, schedulingDuration, candidateWait)
+		legacyregistry.MustRegister(schedulingAttempts, schedulingDuration, candidateWait, inFlight, queued)
 	})
 	return &attempts{recorder: recorder, m: map[types.UID]*attempt{}}
 }
 
 // reserved starts following the attempt of proxy to target; started is
 // when its scheduling cycle began.
-func (a *attempts) reserved(proxy *v1.Pod, target string, started time.Time) {
+//
+// retry: the pod had an attempt before (refused, timed out, failed).
+func (a *attempts) reserved(proxy *v1.Pod, target string, started time.Time, retry bool) {
 	if started.IsZero() {
 		started = time.Now()
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.m[proxy.UID] = &attempt{proxy: proxy, target: target, started: started}
+	a.m[proxy.UID] = &attempt{proxy: proxy, target: target, started: started, retry: retry}
 }
 
 // sent records that the chaperon exists in the target.
@@ -115,8 +131,32 @@ func (a *attempts) sent(uid types.UID, chaperon string) {
 		return
 	}
 	at.sent, at.chaperon = time.Now(), chaperon
+	retry := at.retry
 	a.mu.Unlock()
-	a.event(at.proxy, v1.EventTypeNormal, ReasonTargetChosen, "Delegate", "PodChaperon %s/%s sent to target %s, whose scheduler places the candidate", at.proxy.Namespace, chaperon, at.target)
+	if retry {
+		a.chosen(at)
+		return
+	}
+	// A verdict that comes at once is told by the upstream Scheduled Event
+	// (which names the virtual node, so the target): one write less per
+	// pod. A pod that waits says where.
+	time.AfterFunc(chosenEventDelay, func() {
+		a.mu.Lock()
+		waiting := a.m[uid] == at && !at.decided
+		a.mu.Unlock()
+		if waiting {
+			a.chosen(at)
+		}
+	})
+}
+
+// chosenEventDelay: the TargetChosen Event is recorded when the target has
+// not decided within it, or at once on a pod's later attempts (a variable
+// for tests).
+var chosenEventDelay = time.Second
+
+func (a *attempts) chosen(at *attempt) {
+	a.event(at.proxy, v1.EventTypeNormal, ReasonTargetChosen, "Delegate", "PodChaperon %s/%s sent to target %s, whose scheduler places the candidate", at.proxy.Namespace, at.chaperon, at.target)
 }
 
 // decided records the verdict (or why there is none).
@@ -125,6 +165,15 @@ func (a *attempts) decided(uid types.UID, allowed bool, message string) {
 	defer a.mu.Unlock()
 	if at := a.m[uid]; at != nil && !at.decided {
 		at.decided, at.allowed, at.message = true, allowed, message
+	}
+}
+
+// timedOut records that the target gave no verdict in time.
+func (a *attempts) timedOut(uid types.UID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at := a.m[uid]; at != nil && !at.decided {
+		at.timedOut = true
 	}
 }
 
@@ -149,6 +198,9 @@ func (a *attempts) end(uid types.UID, bound bool, timeoutMessage string) {
 	switch {
 	case bound:
 		result = ResultScheduled
+	case at.timedOut && !at.sent.IsZero():
+		result = ResultTimeout
+		a.event(at.proxy, v1.EventTypeWarning, ReasonTargetRefused, "Delegate", "%s: %s", at.target, at.message)
 	case !at.decided && !at.sent.IsZero():
 		result = ResultTimeout
 		a.event(at.proxy, v1.EventTypeWarning, ReasonTargetRefused, "Delegate", "%s: %s", at.target, timeoutMessage)

@@ -18,32 +18,45 @@ import (
 func TestAttempts(t *testing.T) {
 	rec := events.NewFakeRecorder(10)
 	a := newAttempts(rec)
+	chosenEventDelay = 50 * time.Millisecond
+	defer func() { chosenEventDelay = time.Second }()
 	pod := func(uid string) *v1.Pod {
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p-" + uid, UID: types.UID(uid)}}
 	}
 	target := "metrics-test/c2"
 	started := time.Now().Add(-time.Second)
 
-	a.reserved(pod("scheduled"), target, started)
+	a.reserved(pod("scheduled"), target, started, false)
 	a.sent("scheduled", "p-scheduled-abcde")
 	a.decided("scheduled", true, "")
 	a.bound("scheduled")
 	a.bound("scheduled") // a second end is ignored
 
-	a.reserved(pod("refused"), target, started)
+	// A later attempt says where it goes at once.
+	a.reserved(pod("refused"), target, started, true)
 	a.sent("refused", "p-refused-abcde")
 	a.decided("refused", false, "c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.")
 	a.unreserved("refused", "no answer within 30s")
 
-	a.reserved(pod("timeout"), target, started)
+	a.reserved(pod("timeout"), target, started, false)
 	a.sent("timeout", "p-timeout-abcde")
-	a.unreserved("timeout", "no answer within 30s")
+	a.timedOut("timeout")
+	a.decided("timeout", false, "no answer within 30s")
+	a.unreserved("timeout", "no answer within 5m0s")
 
-	a.reserved(pod("error"), target, started)
+	a.reserved(pod("error"), target, started, false)
 	a.decided("error", false, "c2: cannot create the PodChaperon: forbidden")
 	a.unreserved("error", "no answer within 30s")
 
 	a.unreserved("never-reserved", "")
+
+	// A verdict that takes longer than chosenEventDelay: the pod says
+	// where it waits.
+	a.reserved(pod("slow"), "metrics-test/c3", started, false)
+	a.sent("slow", "p-slow-abcde")
+	time.Sleep(4 * chosenEventDelay)
+	a.decided("slow", true, "")
+	a.bound("slow")
 	if len(a.m) != 0 {
 		t.Errorf("%d attempts left behind", len(a.m))
 	}
@@ -72,12 +85,11 @@ func TestAttempts(t *testing.T) {
 	}
 
 	want := []string{
-		"Normal TargetChosen PodChaperon ns/p-scheduled-abcde sent to target metrics-test/c2",
-		"Normal TargetChosen PodChaperon ns/p-refused-abcde",
+		"Normal TargetChosen PodChaperon ns/p-refused-abcde sent to target metrics-test/c2",
 		"Warning TargetRefused c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.",
-		"Normal TargetChosen PodChaperon ns/p-timeout-abcde",
 		"Warning TargetRefused metrics-test/c2: no answer within 30s",
 		"Warning SendFailed c2: cannot create the PodChaperon: forbidden",
+		"Normal TargetChosen PodChaperon ns/p-slow-abcde sent to target metrics-test/c3",
 	}
 	for _, w := range want {
 		select {

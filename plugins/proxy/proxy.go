@@ -80,6 +80,13 @@ type Args struct {
 	ScoringPolicy string `json:"scoringPolicy"`
 	// TargetWeights multiply the score of targets, by Target name (default 1).
 	TargetWeights map[string]int64 `json:"targetWeights"`
+	// MaxInFlightPerTarget bounds the PodChaperons this source has in a
+	// target without a verdict yet. The proxies chosen for a target beyond
+	// that wait in the plugin, in order, bound to nothing, until a verdict
+	// frees a place: a burst of proxies never floods a target's API server,
+	// delegator and scheduler, whose verdicts would then come later than
+	// candidateTimeout and be retried. Default 100.
+	MaxInFlightPerTarget int `json:"maxInFlightPerTarget"`
 	// KubeAPIQPS and KubeAPIBurst limit each target client.
 	KubeAPIQPS   float32 `json:"kubeAPIQPS"`
 	KubeAPIBurst int     `json:"kubeAPIBurst"`
@@ -95,6 +102,9 @@ func (a *Args) setDefaults() {
 	if a.ScoringPolicy == "" {
 		a.ScoringPolicy = PolicyLeastAllocated
 	}
+	if a.MaxInFlightPerTarget == 0 {
+		a.MaxInFlightPerTarget = 100
+	}
 	if a.KubeAPIQPS == 0 {
 		a.KubeAPIQPS = 500
 	}
@@ -109,6 +119,9 @@ func (a *Args) validate() error {
 	}
 	if a.ScoringPolicy != PolicyLeastAllocated && a.ScoringPolicy != PolicyMostAllocated {
 		return fmt.Errorf("%s args: scoringPolicy must be %s or %s, not %q", Name, PolicyLeastAllocated, PolicyMostAllocated, a.ScoringPolicy)
+	}
+	if a.MaxInFlightPerTarget < 1 {
+		return fmt.Errorf("%s args: maxInFlightPerTarget must be at least 1, not %d", Name, a.MaxInFlightPerTarget)
 	}
 	for name, w := range a.TargetWeights {
 		if w < 0 || w > 100 {
@@ -146,6 +159,9 @@ type Plugin struct {
 	// next chaperon is sent only once they are gone, so that two delegates
 	// of one proxy never exist at once.
 	leaving map[types.UID]map[string]chan struct{}
+	// slots: per target, one token per chaperon sent and not decided yet
+	// (Args.MaxInFlightPerTarget).
+	slots map[targets.Ref]chan struct{}
 }
 
 // reservation is a proxy this source sent (or is sending) to a target.
@@ -163,6 +179,17 @@ type reservation struct {
 	// noReservation: the proxy binds as soon as the chaperon exists, and
 	// books nothing (multicluster.admiralty.io/no-reservation).
 	noReservation bool
+	// cancel ends the send (waiting for a slot, creating the chaperon)
+	// when the attempt ends first.
+	cancel context.CancelFunc
+	// slot is the target's token this reservation holds while its
+	// chaperon is sent and undecided.
+	slot chan struct{}
+	// timer fires when the target made no progress on the candidate for
+	// candidateTimeout; each change of the chaperon (its resourceVersion)
+	// starts it again.
+	timer      *time.Timer
+	progressRV string
 }
 
 type refusal struct {
@@ -207,6 +234,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		refused:  map[types.UID]map[targets.Ref]refusal{},
 		pending:  map[types.UID]*v1.Pod{},
 		leaving:  map[types.UID]map[string]chan struct{}{},
+		slots:    map[targets.Ref]chan struct{}{},
 	}
 	if p.spread, err = newSpreadPlugin(ctx, h); err != nil {
 		return nil, err
@@ -472,9 +500,9 @@ func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, n
 	if t == nil {
 		return fwk.NewStatus(fwk.Unschedulable, ErrReasonNoTarget)
 	}
-	p.attempts.reserved(pod, t.Ref.String(), s.started)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.attempts.reserved(pod, t.Ref.String(), s.started, len(p.refused[pod.UID]) > 0)
 	p.notePlacedLocked(pod.UID)
 	p.inflight[pod.UID] = &reservation{
 		target:        t,
@@ -491,9 +519,12 @@ func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _
 	p.mu.Lock()
 	r := p.inflight[pod.UID]
 	delete(p.inflight, pod.UID)
-	if r != nil && !r.decided {
-		// A timeout: the target did not answer in time.
-		p.refuseLocked(pod.UID, r.target.Ref, "no answer within "+p.args.CandidateTimeout.Duration.String())
+	if r != nil {
+		if !r.decided {
+			// The framework's bound on the wait (permitTimeout) passed.
+			p.refuseLocked(pod.UID, r.target.Ref, "no answer within "+p.permitTimeout().String())
+		}
+		p.endLocked(r)
 	}
 	p.mu.Unlock()
 	p.attempts.unreserved(pod.UID, "no answer within "+p.args.CandidateTimeout.Duration.String())
@@ -597,19 +628,148 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if err != nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error()), 0
 	}
-	logger := klog.FromContext(ctx)
-	go p.send(klog.NewContext(context.WithoutCancel(ctx), logger), r, chaperon)
-	return fwk.NewStatus(fwk.Wait), p.args.CandidateTimeout.Duration
+	sendCtx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), klog.FromContext(ctx)))
+	p.mu.Lock()
+	r.cancel = cancel
+	p.mu.Unlock()
+	go p.send(sendCtx, r, chaperon)
+	return fwk.NewStatus(fwk.Wait), p.permitTimeout()
+}
+
+// permitTimeout bounds the whole wait of a proxy in Permit: for a place
+// among its target's chaperons in flight, then for the verdict. The
+// verdict itself is bounded by candidateTimeout without progress (timer);
+// this is the backstop.
+func (p *Plugin) permitTimeout() time.Duration { return 10 * p.args.CandidateTimeout.Duration }
+
+// acquire waits for a place among the target's chaperons in flight. It
+// fails when the attempt ends first (ctx).
+func (p *Plugin) acquire(ctx context.Context, r *reservation) error {
+	ref := r.target.Ref
+	p.mu.Lock()
+	ch := p.slots[ref]
+	if ch == nil {
+		ch = make(chan struct{}, p.args.MaxInFlightPerTarget)
+		p.slots[ref] = ch
+	}
+	p.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	default:
+		queued.WithLabelValues(ref.String()).Inc()
+		select {
+		case ch <- struct{}{}:
+			queued.WithLabelValues(ref.String()).Dec()
+		case <-ctx.Done():
+			queued.WithLabelValues(ref.String()).Dec()
+			return ctx.Err()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.decided || p.inflight[r.proxy.UID] != r {
+		<-ch
+		return fmt.Errorf("the attempt ended")
+	}
+	r.slot = ch
+	inFlight.WithLabelValues(ref.String()).Inc()
+	return nil
+}
+
+// releaseLocked gives the reservation's place back, if it holds one, and
+// stops its verdict timer.
+func (p *Plugin) releaseLocked(r *reservation) {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	if r.slot != nil {
+		<-r.slot
+		r.slot = nil
+		inFlight.WithLabelValues(r.target.Ref.String()).Dec()
+	}
+}
+
+// endLocked: the attempt is over; nothing of it may keep running.
+func (p *Plugin) endLocked(r *reservation) {
+	p.releaseLocked(r)
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+// progressLocked starts the verdict timer again: the target is working on
+// the candidate (the chaperon changed).
+func (p *Plugin) progressLocked(r *reservation, rv string) {
+	if r.decided || r.slot == nil || rv == r.progressRV {
+		return
+	}
+	r.progressRV = rv
+	if r.timer != nil {
+		r.timer.Reset(p.args.CandidateTimeout.Duration)
+		return
+	}
+	r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration, func() { p.timedOut(r) })
+}
+
+// timedOut: the target made no progress on the candidate for
+// candidateTimeout. The pod is refused there; the pods waiting for a
+// place in that target go elsewhere now rather than wait behind it.
+func (p *Plugin) timedOut(r *reservation) {
+	uid := r.proxy.UID
+	message := "no answer within " + p.args.CandidateTimeout.Duration.String()
+	behindMessage := fmt.Sprintf("%s: gave no verdict on an earlier pod within %s; not waiting behind it", r.target.Ref.Name, p.args.CandidateTimeout.Duration)
+	p.mu.Lock()
+	if p.inflight[uid] != r || r.decided {
+		p.mu.Unlock()
+		return
+	}
+	// All decided before the place is given back, so that none of those
+	// behind takes it.
+	var behind []types.UID
+	for quid, q := range p.inflight {
+		if q.target.Ref == r.target.Ref && !q.decided && q.slot == nil && q.chaperonUID == "" && quid != uid {
+			q.decided = true
+			p.refuseLocked(quid, q.target.Ref, behindMessage)
+			behind = append(behind, quid)
+		}
+	}
+	r.decided = true
+	p.refuseLocked(uid, r.target.Ref, message)
+	p.releaseLocked(r)
+	p.mu.Unlock()
+	klog.Background().V(2).Info("Target gave no verdict in time", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String(), "timeout", p.args.CandidateTimeout.Duration, "podsRedirected", len(behind))
+	p.attempts.timedOut(uid)
+	p.attempts.decided(uid, false, message)
+	p.deliver(uid, false, message, 0)
+	for _, quid := range behind {
+		p.attempts.decided(quid, false, behindMessage)
+		p.deliver(quid, false, behindMessage, 0)
+	}
+	p.requeuePending()
 }
 
 // send creates the chaperon in the target and, on failure, rejects the pod.
+//
+// ctx ends with the attempt (endLocked). The proxy's previous delegate
+// must be gone, and the target must have a place among its chaperons in
+// flight, before this one is sent.
 func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.PodChaperon) {
-	ctx, cancel := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
-	defer cancel()
-	if err := p.waitLeft(ctx, r.proxy.UID); err != nil {
-		p.retry(r, err.Error())
+	leftCtx, cancelLeft := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
+	err := p.waitLeft(leftCtx, r.proxy.UID)
+	cancelLeft()
+	if err != nil {
+		if ctx.Err() == nil {
+			p.retry(r, err.Error())
+		}
 		return
 	}
+	if err := p.acquire(ctx, r); err != nil {
+		return
+	}
+	attempt := ctx
+	ctx, cancel := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
+	defer cancel()
 	client := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(chaperon.Namespace)
 	created, err := client.Create(ctx, chaperon, metav1.CreateOptions{})
 	if isAlreadyExists(err) {
@@ -621,12 +781,17 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		}
 	}
 	if err != nil {
+		if attempt.Err() != nil {
+			// The attempt ended meanwhile (Unreserve deletes the chaperon).
+			return
+		}
 		klog.FromContext(ctx).Error(err, "Cannot send the chaperon", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
 		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the PodChaperon: %v", r.target.Ref.Name, err))
 		return
 	}
 	p.mu.Lock()
 	r.chaperonUID = created.UID
+	p.progressLocked(r, created.ResourceVersion)
 	p.mu.Unlock()
 	p.attempts.sent(r.proxy.UID, created.Name)
 	if r.noReservation {
@@ -647,6 +812,7 @@ func (p *Plugin) retry(r *reservation, message string) {
 		return
 	}
 	r.decided = true
+	p.releaseLocked(r)
 	p.mu.Unlock()
 	p.attempts.decided(r.proxy.UID, false, message)
 	p.deliver(r.proxy.UID, false, message, 0)
@@ -679,6 +845,9 @@ func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
 	if c.Spec.NodeName != "" && r.nodeName == "" {
 		r.nodeName = c.Spec.NodeName
 	}
+	if r.chaperonUID == "" || r.chaperonUID == c.UID {
+		p.progressLocked(r, c.ResourceVersion)
+	}
 	p.mu.Unlock()
 	for _, cond := range c.Status.Conditions {
 		if cond.Type != v1.PodScheduled {
@@ -707,6 +876,7 @@ func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
 		return
 	}
 	r.decided = true
+	p.releaseLocked(r)
 	if !allowed {
 		p.refuseLocked(uid, r.target.Ref, message)
 	}
@@ -742,6 +912,11 @@ func (p *Plugin) deliver(uid types.UID, allowed bool, message string, attempt in
 // delegate within its update interval (1s by default).
 func (p *Plugin) PostBind(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
 	p.attempts.bound(pod.UID)
+	p.mu.Lock()
+	if r := p.inflight[pod.UID]; r != nil {
+		p.endLocked(r)
+	}
+	p.mu.Unlock()
 	time.AfterFunc(3*time.Second, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()

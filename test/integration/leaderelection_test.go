@@ -136,13 +136,13 @@ spec:
 	// Each pod scheduled after the failover says where it went.
 	for i := 3; i < 6; i++ {
 		name := fmt.Sprintf("p%d", i)
-		eventually(ctx, t, name+": TargetChosen event", func(ctx context.Context) (bool, string, error) {
+		eventually(ctx, t, name+": Scheduled event naming a target's virtual node", func(ctx context.Context) (bool, string, error) {
 			evs, err := podEvents(ctx, c1, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
 			if err != nil {
 				return false, "", err
 			}
 			for _, e := range evs {
-				if e.Reason == "TargetChosen" && strings.Contains(e.Message, "sent to target "+ns+"/c") {
+				if e.Reason == "Scheduled" && strings.Contains(e.Message, " to admiralty-namespace-"+ns+"-c") {
 					return true, "", nil
 				}
 			}
@@ -171,7 +171,7 @@ spec:
 		t.Errorf("status: %d proxies over the two targets, want 6\n%s", proxies, status)
 	}
 	describe := kubectlAdmiralty(ctx, t, "describe", "pod", "p3", "--context", "cluster1", "-n", ns)
-	for _, want := range []string{"PROXY", "CHAPERON (" + ns + "/c", "DELEGATE (" + ns + "/c", "Running", "TargetChosen", "Scheduled"} {
+	for _, want := range []string{"PROXY", "CHAPERON (" + ns + "/c", "DELEGATE (" + ns + "/c", "Running", "Scheduled"} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("describe pod p3: no %q in\n%s", want, describe)
 		}
