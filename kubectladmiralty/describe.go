@@ -189,8 +189,22 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 
 // delegateOf reads the delegate of chaperon ch in the target, or says why
 // it cannot.
+// A delegate made less than about a second ago may not be readable yet:
+// Forbidden is asked again for up to delegateWait.
 func delegateOf(ctx context.Context, kube kubernetes.Interface, target string, ch *v1alpha1.PodChaperon) (*corev1.Pod, string) {
-	pod, err := kube.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+	var pod *corev1.Pod
+	var err error
+	deadline := time.Now().Add(delegateWait)
+	for {
+		pod, err = kube.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, fmt.Sprintf("target %s: no delegate %s/%s (not made yet, or deleted).", target, ch.Namespace, ch.Name)
@@ -205,6 +219,11 @@ func delegateOf(ctx context.Context, kube kubernetes.Interface, target string, c
 	}
 	return pod, ""
 }
+
+// delegateWait is how long describe waits for a target to let this source
+// read a delegate it has just made (the target's delegates Role is written
+// about a second after a delegate appears).
+const delegateWait = 5 * time.Second
 
 // column is the proxy, its chaperon or its delegate.
 type column struct {

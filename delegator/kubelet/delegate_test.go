@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +26,7 @@ import (
 // one the source may not read yet, or a pod of that name that the chaperon
 // does not control is "not yet", never another pod.
 func TestDelegateOf(t *testing.T) {
+	defer func(d time.Duration) { delegateWait = d }(delegateWait)
 	proxy := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "proxy-uid"}}
 	chaperon := func(name string, uid types.UID, parent types.UID, deleting bool) *v1alpha1.PodChaperon {
 		ch := &v1alpha1.PodChaperon{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: uid,
@@ -47,8 +49,10 @@ func TestDelegateOf(t *testing.T) {
 		chaperons []runtime.Object
 		pods      []runtime.Object
 		forbidden bool
-		want      string
-		wantCode  int
+		// forbidOnce: Forbidden at the first get only (the Role catches up).
+		forbidOnce bool
+		want       string
+		wantCode   int
 	}{
 		{
 			name:      "the pod of the chaperon's name, controlled by it",
@@ -91,6 +95,13 @@ func TestDelegateOf(t *testing.T) {
 			forbidden: true,
 			wantCode:  http.StatusServiceUnavailable,
 		},
+		{
+			name:       "readable a moment later: asked again",
+			chaperons:  []runtime.Object{chaperon("web-1a2b3", "ch-uid", "proxy-uid", false)},
+			pods:       []runtime.Object{pod("web-1a2b3", "ch-uid")},
+			forbidOnce: true,
+			want:       "web-1a2b3",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,10 +111,17 @@ func TestDelegateOf(t *testing.T) {
 				listed = true
 				return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("a source may not list pods"))
 			})
-			if tc.forbidden {
-				kube.PrependReactor("get", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			gets := 0
+			kube.PrependReactor("get", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				gets++
+				if tc.forbidden || (tc.forbidOnce && gets == 1) {
 					return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), a.(k8stesting.GetAction).GetName(), errors.New("not in the Role yet"))
-				})
+				}
+				return false, nil, nil
+			})
+			delegateWait = 0
+			if tc.forbidOnce {
+				delegateWait = time.Minute
 			}
 			mc := mcfake.NewSimpleClientset(tc.chaperons...)
 			tgt := &targets.Target{Ref: targets.Ref{Namespace: "ns", Name: "c2"}, Client: kube, MCClient: mc,

@@ -265,8 +265,9 @@ func (s *Server) targetOf(node string) *targets.Target {
 // that the chaperon controls. A source may not list the target's pods; it
 // may read its delegates by name once the target's delegator has added them
 // to the namespace's delegates Role, about a second after they appear.
-// Until then the answer is "not yet" (404 without a delegate, 503 while
-// not readable), as for a delegate not made yet.
+// A Forbidden answer is asked again for up to delegateWait; then the answer
+// is "not yet" (404 without a delegate, 503 while not readable), as for a
+// delegate not made yet.
 func delegateOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (string, error) {
 	ch, err := chaperonOf(ctx, t, proxyPod)
 	if err != nil {
@@ -275,7 +276,18 @@ func delegateOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (s
 	if ch == nil {
 		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
 	}
-	pod, err := t.Client.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+	var pod *corev1.Pod
+	deadline := time.Now().Add(delegateWait)
+	for {
+		pod, err = t.Client.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
@@ -292,6 +304,10 @@ func delegateOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (s
 	}
 	return pod.Name, nil
 }
+
+// delegateWait is how long a call waits for the target to let this source
+// read a delegate it has just made.
+var delegateWait = 5 * time.Second
 
 // chaperonOf returns the proxy's PodChaperon in the target, preferring one
 // that is not being deleted, or nil if there is none. It reads the target's

@@ -174,13 +174,14 @@ func NewDelegatesController(_ context.Context, d *app.Delegator) (app.Controller
 		DeleteFunc: func(any) { all() },
 	})
 	// Its own objects, edited or deleted by someone else, are restored.
+	// Delayed too: each of its own writes comes back here, and an immediate
+	// pass would write again with the few delegates made meanwhile.
 	for _, inf := range []cache.SharedIndexInformer{roles.Informer(), roleBindings.Informer()} {
-		_, _ = inf.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
-			if m, ok := obj.(metav1.Object); ok {
-				return []string{m.GetNamespace()}
-			}
-			return nil
-		}))
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { onNamespace(obj, later) },
+			UpdateFunc: func(_, obj any) { onNamespace(obj, later) },
+			DeleteFunc: func(obj any) { onNamespace(obj, later) },
+		})
 	}
 	c.controller.WaitFor(pods.HasSynced, chaperons.Informer().HasSynced, sources.Informer().HasSynced,
 		clusterSources.Informer().HasSynced, roles.Informer().HasSynced, roleBindings.Informer().HasSynced)
