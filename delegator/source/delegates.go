@@ -254,11 +254,17 @@ func (c *DelegatesController) reconcile(ctx context.Context, ns string) (control
 	if err == nil {
 		err = c.ensureRoleBinding(ctx, binding)
 	}
-	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+	switch {
+	case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
 		// The cache is behind this controller's own last write: look again
 		// once it caught up.
 		logger.V(4).Info("Cache behind the API server, looking again", "err", err)
 		return controller.Result{RequeueAfter: DelegatesDelay}, nil
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) || apierrors.IsNotFound(err):
+		// The namespace goes, with its delegates: their deletions bring
+		// the key back, and nothing is left to grant.
+		logger.V(4).Info("Namespace terminating or gone", "err", err)
+		return controller.Result{}, nil
 	}
 	return controller.Result{}, err
 }
