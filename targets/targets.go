@@ -209,9 +209,14 @@ type Registry struct {
 	clusters   mclisters.ClusterTargetLister
 	controller *controller.Controller
 
-	mu             sync.Mutex
-	live           map[Ref]*Target
-	byNode         map[string]*Target
+	mu     sync.Mutex
+	live   map[Ref]*Target
+	byNode map[string]*Target
+	// lastGood is each Target's last working connection, kept until the
+	// Target is gone: deleting a namespace deletes a Target's kubeconfig
+	// Secret as it deletes the Target, and the Target's cleanup in the
+	// target still needs the credentials.
+	lastGood       map[Ref]lastConnection
 	handlers       []Handler
 	healthHandlers []func(*Target)
 }
@@ -231,6 +236,7 @@ func NewRegistry(opts Options, localKube kubernetes.Interface, localMC versioned
 		localMC:   localMC,
 		live:      map[Ref]*Target{},
 		byNode:    map[string]*Target{},
+		lastGood:  map[Ref]lastConnection{},
 	}
 	r.controller = controller.New("targets", 2, r.reconcile)
 	ti := factory.Multicluster().V1alpha1().Targets()
@@ -338,6 +344,9 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 	obj, spec, err := r.lookup(ref)
 	if apierrors.IsNotFound(err) {
 		r.remove(ref)
+		r.mu.Lock()
+		delete(r.lastGood, ref)
+		r.mu.Unlock()
 		return controller.Result{}, nil
 	}
 	if err != nil {
@@ -425,9 +434,20 @@ func (r *Registry) finalize(ctx context.Context, ref Ref, obj metav1.Object) (co
 	}
 	logger := klog.FromContext(ctx)
 	t := r.Get(ref)
+	if t == nil {
+		// Its Secret went first (a namespace being deleted): clean up with
+		// the credentials that last worked.
+		r.mu.Lock()
+		lg, ok := r.lastGood[ref]
+		r.mu.Unlock()
+		if ok {
+			logger.Info("Reconnecting to a deleted target with its last working credentials, to clean up", "target", ref.String())
+			t = r.connect(ctx, ref, lg.spec, rest.CopyConfig(lg.cfg), lg.fingerprint)
+		}
+	}
 	var err error
 	if t == nil {
-		err = fmt.Errorf("the target is not connected")
+		err = fmt.Errorf("the target is not connected, and this process never connected to it (its kubeconfig Secret is gone)")
 	} else {
 		err = r.cleanup(ctx, t)
 	}
@@ -450,7 +470,17 @@ func (r *Registry) finalize(ctx context.Context, ref Ref, obj metav1.Object) (co
 	if err := r.setFinalizer(ctx, obj, false); err != nil {
 		return controller.Result{}, err
 	}
+	r.mu.Lock()
+	delete(r.lastGood, ref)
+	r.mu.Unlock()
 	return controller.Result{}, nil
+}
+
+// lastConnection is what connect was given.
+type lastConnection struct {
+	spec        targetSpec
+	cfg         *rest.Config
+	fingerprint string
 }
 
 // cleanup deletes this source's PodChaperons in the target's scope.
@@ -601,6 +631,7 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 		}
 		r.removeLocked(ref, t)
 	}
+	r.lastGood[ref] = lastConnection{spec: spec, cfg: rest.CopyConfig(cfg), fingerprint: fingerprint}
 	cfg.QPS, cfg.Burst, cfg.UserAgent = r.opts.QPS, r.opts.Burst, r.opts.UserAgent
 	// Custom resources speak JSON only; a self target's configuration may
 	// come from a component that asks for protobuf.

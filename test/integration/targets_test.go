@@ -223,3 +223,79 @@ func waitEvent(ctx context.Context, t *testing.T, c *Cluster, ns, kind, name, re
 		return false, summarizeEvents(list.Items), nil
 	})
 }
+
+// Deleting a namespace deletes its Targets and their kubeconfig Secrets
+// together, in any order. A Target whose Secret went first still cleans up
+// in its target, with the credentials that last worked: its chaperons
+// (and so its delegates) are removed there, not left behind.
+func TestTargetCleanupAfterItsSecretIsGone(t *testing.T) {
+	c1, c2 := sandbox.Clusters[0], sandbox.Clusters[1]
+	ctx := testContext(t, 4*time.Minute)
+	ns := namespace(t, c1, "target-cleanup", map[string]string{v1alpha1.LabelNamespaceEnabled: "enabled"})
+	createNamespace(t, c2, ns)
+	mc1 := versioned.NewForConfigOrDie(c1.Config)
+	mc2 := versioned.NewForConfigOrDie(c2.Config)
+
+	admin, err := os.ReadFile(c2.AdminKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c1.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2", Namespace: ns},
+		Data:       map[string][]byte{"config": admin},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc1.MulticlusterV1alpha1().Targets(ns).Create(ctx, &v1alpha1.Target{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2", Namespace: ns},
+		Spec:       v1alpha1.TargetSpec{KubeconfigSecret: &v1alpha1.KubeconfigSecret{Name: "c2"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(ctx, t, mc1, ns, "c2", metav1.ConditionTrue, "Connected")
+	waitNodeReady(ctx, t, c1, "admiralty-namespace-"+ns+"-c2")
+	kubectlApply(t, c1, fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  namespace: %s
+  annotations:
+    multicluster.admiralty.io/elect: ""
+spec:
+  containers:
+  - name: main
+    image: nginx
+`, ns))
+	eventually(ctx, t, "a chaperon of the pod in cluster2", func(ctx context.Context) (bool, string, error) {
+		chs, err := mc2.MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		return len(chs.Items) == 1, fmt.Sprintf("%d chaperons", len(chs.Items)), nil
+	})
+
+	// The Secret goes first: the target is disconnected.
+	if err := c1.Client.CoreV1().Secrets(ns).Delete(ctx, "c2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	touch(ctx, t, mc1, ns, "c2")
+	waitCondition(ctx, t, mc1, ns, "c2", metav1.ConditionFalse, "SecretNotFound")
+
+	// Then the Target: its cleanup reaches cluster2 all the same.
+	if err := mc1.MulticlusterV1alpha1().Targets(ns).Delete(ctx, "c2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(ctx, t, c1, ns, "Target", "c2", "CleanedUp")
+	eventually(ctx, t, "no chaperon left in cluster2", func(ctx context.Context) (bool, string, error) {
+		chs, err := mc2.MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		return len(chs.Items) == 0, fmt.Sprintf("%d chaperons", len(chs.Items)), nil
+	})
+	eventually(ctx, t, "the Target gone", func(ctx context.Context) (bool, string, error) {
+		_, err := mc1.MulticlusterV1alpha1().Targets(ns).Get(ctx, "c2", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err), nil
+	})
+}
