@@ -35,6 +35,12 @@ type Options struct {
 	// cluster and for every target.
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+	// Workers is how many objects each per-pod controller (chaperon,
+	// feedback, follow) reconciles at once. Each reconcile waits on API
+	// round trips, so the rate of a controller is about Workers divided
+	// by a round trip: too few, and a burst of pods queues here while the
+	// API server idles.
+	Workers int
 	// ShutdownTimeout bounds how long a graceful shutdown may take.
 	ShutdownTimeout time.Duration
 	// Profiling serves Go's profiles on HealthAddr, under /debug/pprof/.
@@ -91,6 +97,7 @@ func NewOptions() *Options {
 		HealthAddr:      ":8080",
 		KubeAPIQPS:      50,
 		KubeAPIBurst:    100,
+		Workers:         16,
 		ShutdownTimeout: 30 * time.Second,
 
 		TargetHealthInterval:     30 * time.Second,
@@ -121,6 +128,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "Address serving /healthz, /livez, /readyz and /metrics.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Client QPS limit, for the local cluster and each target.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Client burst limit, for the local cluster and each target.")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "Objects each per-pod controller (chaperon, feedback, follow) reconciles at once.")
 	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "Serve Go's profiles (heap, goroutines, CPU) on --health-addr under /debug/pprof/; off by default, since that address is not authenticated.")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long a graceful shutdown (SIGTERM) may take before the process exits anyway.")
 	fs.DurationVar(&o.TargetHealthInterval, "target-health-interval", o.TargetHealthInterval, "How often each Target and ClusterTarget is checked again (Ready condition).")
@@ -149,6 +157,9 @@ func (o *Options) Validate() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+	}
+	if o.Workers < 1 {
+		return fmt.Errorf("--workers must be at least 1")
 	}
 	if o.TargetHealthInterval < time.Second {
 		return fmt.Errorf("--target-health-interval must be at least 1s")

@@ -18,6 +18,7 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{name: "a lease shorter than the renew deadline is refused", mutate: func(o *Options) { o.LeaderElection.LeaseDuration.Duration = 5 * time.Second }, wantErr: "--leader-elect-lease-duration"},
 		{name: "a renew deadline shorter than the retry period is refused", mutate: func(o *Options) { o.LeaderElection.RetryPeriod.Duration = time.Minute }, wantErr: "--leader-elect-renew-deadline"},
 		{name: "a non-positive QPS is refused", mutate: func(o *Options) { o.KubeAPIQPS = 0 }, wantErr: "--kube-api-qps"},
+		{name: "no workers is refused", mutate: func(o *Options) { o.Workers = 0 }, wantErr: "--workers"},
 		{name: "an unknown log format is refused", mutate: func(o *Options) { o.Logging.Format = "xml" }, wantErr: "--log-format"},
 		{name: "a webhook address without a port is refused", mutate: func(o *Options) { o.WebhookAddr = "127.0.0.1" }, wantErr: "--webhook-addr"},
 		{name: "a webhook URL over plain HTTP is refused", mutate: func(o *Options) { o.WebhookURL = "http://127.0.0.1:9443/mutate-pods" }, wantErr: "--webhook-url"},

@@ -85,7 +85,7 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	// Delegates only (d.Delegates): a target runs many other pods.
 	pods := d.Delegates.Core().V1().Pods().Informer()
 	chaperons := d.MCInformers.Multicluster().V1alpha1().PodChaperons().Informer()
-	c := New(d.Client, d.MCClient, d.Recorder, chaperons, pods, nil)
+	c := New(d.Client, d.MCClient, d.Recorder, chaperons, pods, nil, d.Options.Workers)
 	c.SetGate(follow.NewGate(d.Options.ClusterName, d.Client, d.MCClient, chaperons))
 	return c, nil
 }
@@ -102,7 +102,7 @@ func (c *Controller) SetGate(g *follow.Gate) {
 // labeled LabelParentClusterName), at least; podFactory, if not nil, is
 // started and stopped with the controller.
 func New(client kubernetes.Interface, mcClient versioned.Interface, recorder record.EventRecorder,
-	chaperonInformer, podInformer cache.SharedIndexInformer, podFactory informers.SharedInformerFactory) *Controller {
+	chaperonInformer, podInformer cache.SharedIndexInformer, podFactory informers.SharedInformerFactory, workers int) *Controller {
 	c := &Controller{
 		client:     client,
 		mcClient:   mcClient,
@@ -112,7 +112,7 @@ func New(client kubernetes.Interface, mcClient versioned.Interface, recorder rec
 		podFactory: podFactory,
 		memos:      map[string]*memo{},
 	}
-	c.controller = controller.New("chaperon", 4, c.reconcile)
+	c.controller = controller.New("chaperon", workers, c.reconcile)
 	_, _ = chaperonInformer.AddEventHandler(c.controller.Handler())
 	_, _ = podInformer.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
 		pod, ok := obj.(*corev1.Pod)

@@ -78,7 +78,7 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 		factory:      factory,
 		missingSince: map[types.UID]time.Time{},
 	}
-	c.controller = controller.New("feedback", 4, c.reconcile)
+	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
 	_, _ = pods.Informer().AddEventHandler(c.controller.Handler())
 	c.controller.WaitFor(pods.Informer().HasSynced)
 	d.Targets.Subscribe(c)

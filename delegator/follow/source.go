@@ -91,7 +91,7 @@ func NewSourceController(_ context.Context, d *app.Delegator) (app.Controller, e
 		targets: map[targets.Ref]*targetState{},
 		written: map[string]writtenCopy{},
 	}
-	c.controller = controller.New("follow", 4, c.reconcile)
+	c.controller = controller.New("follow", d.Options.Workers, c.reconcile)
 	for k, inf := range c.local {
 		_, _ = inf.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
 			o, ok := obj.(metav1.Object)

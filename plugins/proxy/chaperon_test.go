@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -109,6 +110,7 @@ func TestInFlightPlacesAndTimeout(t *testing.T) {
 		inflight: map[types.UID]*reservation{},
 		refused:  map[types.UID]map[targets.Ref]refusal{},
 		slots:    map[targets.Ref]chan struct{}{},
+		progress: map[targets.Ref]time.Time{},
 	}
 	reserve := func(name string) *reservation {
 		uid := types.UID(name + "-uid")
@@ -187,5 +189,61 @@ func TestInFlightPlacesAndTimeout(t *testing.T) {
 	}
 	if n := len(p.slots[c2.Ref]); n != 0 {
 		t.Errorf("%d places still held", n)
+	}
+}
+
+// The verdict timer counts from the target's last progress on any of this
+// source's chaperons: a target working through them is not stalled,
+// however long one chaperon waits; once nothing moves, it times out.
+func TestVerdictTimerCountsTheTargetsProgress(t *testing.T) {
+	c2 := &targets.Target{Ref: targets.Ref{Namespace: "ns", Name: "c2"}}
+	h := &waitingPods{pods: map[types.UID]*waitingPod{}}
+	timeout := 200 * time.Millisecond
+	p := &Plugin{
+		handle:   h,
+		args:     Args{MaxInFlightPerTarget: 2, CandidateTimeout: metav1.Duration{Duration: timeout}, RefusedTargetTTL: metav1.Duration{Duration: time.Minute}},
+		attempts: &attempts{m: map[types.UID]*attempt{}},
+		inflight: map[types.UID]*reservation{},
+		refused:  map[types.UID]map[targets.Ref]refusal{},
+		slots:    map[targets.Ref]chan struct{}{},
+		progress: map[targets.Ref]time.Time{},
+	}
+	var rs []*reservation
+	for _, name := range []string{"slow", "busy"} {
+		uid := types.UID(name + "-uid")
+		r := &reservation{target: c2, proxy: &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: uid}}, chaperon: name + "-1", chaperonUID: types.UID(name + "-c")}
+		h.pods[uid] = &waitingPod{rejected: make(chan string, 1)}
+		p.inflight[uid] = r
+		if err := p.acquire(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		p.progressLocked(r, "1")
+		p.mu.Unlock()
+		rs = append(rs, r)
+	}
+	slow, busy := rs[0], rs[1]
+	for i := 2; i < 10; i++ {
+		time.Sleep(timeout / 2)
+		p.mu.Lock()
+		p.progressLocked(busy, fmt.Sprint(i))
+		p.mu.Unlock()
+	}
+	select {
+	case m := <-h.pods[slow.proxy.UID].rejected:
+		t.Fatalf("rejected while the target made progress on another chaperon: %q", m)
+	default:
+	}
+	p.decide(busy.proxy.UID, true, "")
+	if m := <-h.pods[busy.proxy.UID].rejected; m != "" {
+		t.Fatalf("busy: rejected with %q", m)
+	}
+	select {
+	case m := <-h.pods[slow.proxy.UID].rejected:
+		if !strings.Contains(m, "no answer within 200ms") {
+			t.Errorf("slow: rejected with %q, want a timeout", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow: no timeout once the target stopped making progress")
 	}
 }

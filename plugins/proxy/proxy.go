@@ -162,6 +162,9 @@ type Plugin struct {
 	// slots: per target, one token per chaperon sent and not decided yet
 	// (Args.MaxInFlightPerTarget).
 	slots map[targets.Ref]chan struct{}
+	// progress: per target, when one of this source's chaperons there last
+	// changed (the target working through them).
+	progress map[targets.Ref]time.Time
 }
 
 // reservation is a proxy this source sent (or is sending) to a target.
@@ -185,9 +188,10 @@ type reservation struct {
 	// slot is the target's token this reservation holds while its
 	// chaperon is sent and undecided.
 	slot chan struct{}
-	// timer fires when the target made no progress on the candidate for
-	// candidateTimeout; each change of the chaperon (its resourceVersion)
-	// starts it again.
+	// timer fires when the target made no progress on the chaperons of
+	// this source for candidateTimeout (a change of any of them, by
+	// resourceVersion, is progress: a target working through its queue is
+	// not stalled, however long this one waits).
 	timer      *time.Timer
 	progressRV string
 }
@@ -235,6 +239,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		pending:  map[types.UID]*v1.Pod{},
 		leaving:  map[types.UID]map[string]chan struct{}{},
 		slots:    map[targets.Ref]chan struct{}{},
+		progress: map[targets.Ref]time.Time{},
 	}
 	if p.spread, err = newSpreadPlugin(ctx, h); err != nil {
 		return nil, err
@@ -698,21 +703,22 @@ func (p *Plugin) endLocked(r *reservation) {
 	}
 }
 
-// progressLocked starts the verdict timer again: the target is working on
-// the candidate (the chaperon changed).
+// progressLocked records a change of r's chaperon (the target working on
+// it) and starts the verdict timer if it is not running.
 func (p *Plugin) progressLocked(r *reservation, rv string) {
 	if r.decided || r.slot == nil || rv == r.progressRV {
 		return
 	}
 	r.progressRV = rv
-	if r.timer != nil {
-		r.timer.Reset(p.args.CandidateTimeout.Duration)
-		return
+	if p.progress != nil {
+		p.progress[r.target.Ref] = time.Now()
 	}
-	r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration, func() { p.timedOut(r) })
+	if r.timer == nil {
+		r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration, func() { p.timedOut(r) })
+	}
 }
 
-// timedOut: the target made no progress on the candidate for
+// timedOut: the target made no progress on this source's chaperons for
 // candidateTimeout. The pod is refused there; the pods waiting for a
 // place in that target go elsewhere now rather than wait behind it.
 func (p *Plugin) timedOut(r *reservation) {
@@ -721,6 +727,12 @@ func (p *Plugin) timedOut(r *reservation) {
 	behindMessage := fmt.Sprintf("%s: gave no verdict on an earlier pod within %s; not waiting behind it", r.target.Ref.Name, p.args.CandidateTimeout.Duration)
 	p.mu.Lock()
 	if p.inflight[uid] != r || r.decided {
+		p.mu.Unlock()
+		return
+	}
+	if since := time.Since(p.progress[r.target.Ref]); since < p.args.CandidateTimeout.Duration {
+		// The target works on other chaperons of this source: wait on.
+		r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration-since, func() { p.timedOut(r) })
 		p.mu.Unlock()
 		return
 	}
