@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -192,7 +193,25 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	if err != nil {
 		return controller.Result{}, err
 	}
-	return controller.Result{}, c.delegateExists(ctx, ch, pod)
+	return c.delegateExists(ctx, ch, pod)
+}
+
+// firstMirrorDelay: a delegate bound less than this long ago and not
+// started yet has its first status mirrored only once this has passed
+// (or it started). The source takes its verdict from spec.nodeName, which
+// is reported at once; a delegate that starts within it costs one status
+// write, not two.
+var firstMirrorDelay = time.Second
+
+// boundSince is when the delegate's PodScheduled condition became True,
+// if it did.
+func boundSince(pod *corev1.Pod) (time.Time, bool) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // forget drops what is remembered of a chaperon key, unless it is about
@@ -246,7 +265,7 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 		return nil
 	}
 	// A chaperon that only waited for its dependencies had no delegate.
-	recreate := (ch.Status.Phase != "" || len(ch.Status.Conditions) > 0) && !follow.IsWaiting(ch.Status)
+	recreate := (ch.Status.Phase != "" || len(ch.Status.Conditions) > 0 || ch.Spec.NodeName != "") && !follow.IsWaiting(ch.Status)
 	if recreate {
 		// A delegate existed. Our cache may lag behind a deletion of the
 		// chaperon (the garbage collector then deleted the pod): ask the API
@@ -304,7 +323,9 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 		if getErr != nil {
 			return getErr
 		}
-		return c.delegateExists(ctx, ch, existing)
+		// The pod's own events bring this key back for its status.
+		_, err := c.reportDelegate(ctx, ch, existing)
+		return err
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		// The namespace controller deletes the delegate, then the chaperon:
 		// nothing to report, its deletion ends this.
@@ -341,18 +362,25 @@ func (c *Controller) waitForDependencies(ctx context.Context, ch *v1alpha1.PodCh
 
 // delegateExists checks that pod is the chaperon's delegate, then reports
 // its node and status on the chaperon.
-func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) error {
+func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (controller.Result, error) {
+	wait, err := c.reportDelegate(ctx, ch, pod)
+	return controller.Result{RequeueAfter: wait}, err
+}
+
+// reportDelegate does delegateExists' work; a positive wait asks to come
+// back then.
+func (c *Controller) reportDelegate(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	owner := controllerOf(pod)
 	switch {
 	case owner == nil:
 		err := apierrors.NewAlreadyExists(corev1.Resource("pods"), pod.Name)
 		if rerr := c.reject(ctx, ch, fmt.Errorf("%w, and is not controlled by this PodChaperon", err)); rerr != nil {
-			return rerr
+			return 0, rerr
 		}
 		// The other pod may go, unseen by the delegates' watch: retry with
 		// backoff.
-		return fmt.Errorf("pod %s/%s exists and is not a delegate", pod.Namespace, pod.Name)
+		return 0, fmt.Errorf("pod %s/%s exists and is not a delegate", pod.Namespace, pod.Name)
 	case owner.UID != ch.UID:
 		// The delegate of an earlier chaperon of the same name: the garbage
 		// collector would delete it; doing it now makes room sooner. Its
@@ -360,31 +388,31 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		uid := pod.UID
 		err := c.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return err
+			return 0, err
 		}
 		logger.V(2).Info("Deleted the delegate of an earlier chaperon", "pod", klog.KObj(pod), "chaperon", klog.KObj(ch))
-		return nil
+		return 0, nil
 	}
 
 	if h, ok := pod.Annotations[AnnotationSpecHash]; ok && h != SpecHash(&ch.Spec) {
 		c.warnSpecChanged(ctx, ch, pod)
 	}
 	if pod.Spec.NodeName != "" && pod.Spec.NodeName != ch.Spec.NodeName {
-		// The source reads where its candidate landed from the chaperon's
-		// spec.nodeName (a pod's status does not say); written before the
-		// status, so that PodScheduled=True comes with it. A patch, not an
-		// update: the spec may hold fields this build's PodSpec does not
-		// know, which a decoded round trip would drop.
+		// The source reads where its candidate landed, and so its verdict,
+		// from the chaperon's spec.nodeName (a pod's status does not say);
+		// written before the status. A patch, not an update: the spec may
+		// hold fields this build's PodSpec does not know, which a decoded
+		// round trip would drop.
 		patch, err := json.Marshal(map[string]any{"spec": map[string]any{"nodeName": pod.Spec.NodeName}})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		updated, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).Patch(ctx, ch.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil
+			return 0, nil
 		}
 		if err != nil {
-			return fmt.Errorf("reporting the node of delegate %s/%s: %w", pod.Namespace, pod.Name, err)
+			return 0, fmt.Errorf("reporting the node of delegate %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 		ch = updated
 	}
@@ -393,10 +421,20 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		// Failed or Succeeded): not finished, and made again once gone.
 		// The source must not see a terminal phase its proxy could never
 		// leave.
-		return nil
+		return 0, nil
+	}
+	if ch.Status.Phase == "" && len(ch.Status.Conditions) == 0 && ch.Spec.NodeName != "" && pod.Status.Phase == corev1.PodPending {
+		// Bound, not started, nothing mirrored yet: the source has its
+		// verdict (spec.nodeName). Most delegates start within a second
+		// or so; wait for that, then mirror once.
+		if since, ok := boundSince(pod); ok {
+			if wait := firstMirrorDelay - time.Since(since); wait > 0 {
+				return wait, nil
+			}
+		}
 	}
 	_, err := c.mirror(ctx, ch, pod.Status)
-	return err
+	return 0, err
 }
 
 // mirror writes status on the chaperon, if it shows something else, and

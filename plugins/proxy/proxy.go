@@ -857,10 +857,17 @@ func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
 	if c.Spec.NodeName != "" && r.nodeName == "" {
 		r.nodeName = c.Spec.NodeName
 	}
-	if r.chaperonUID == "" || r.chaperonUID == c.UID {
+	ours := r.chaperonUID == "" || r.chaperonUID == c.UID
+	if ours {
 		p.progressLocked(r, c.ResourceVersion)
 	}
 	p.mu.Unlock()
+	if ours && c.Spec.NodeName != "" {
+		// The target's scheduler bound the candidate: its delegator
+		// reports the node at once, before any status.
+		p.decide(uid, true, "")
+		return
+	}
 	for _, cond := range c.Status.Conditions {
 		if cond.Type != v1.PodScheduled {
 			continue
