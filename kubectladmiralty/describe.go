@@ -20,6 +20,7 @@ import (
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/targets"
 )
 
 func newDescribeCommand(f *kubeFlags) *cobra.Command {
@@ -192,19 +193,7 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 // A delegate made less than about a second ago may not be readable yet:
 // Forbidden is asked again for up to delegateWait.
 func delegateOf(ctx context.Context, kube kubernetes.Interface, target string, ch *v1alpha1.PodChaperon) (*corev1.Pod, string) {
-	var pod *corev1.Pod
-	var err error
-	deadline := time.Now().Add(delegateWait)
-	for {
-		pod, err = kube.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
-		if !apierrors.IsForbidden(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	pod, err := targets.GetDelegate(ctx, kube, ch.Namespace, ch.Name, delegateWait)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, fmt.Sprintf("target %s: no delegate %s/%s (not made yet, or deleted).", target, ch.Namespace, ch.Name)

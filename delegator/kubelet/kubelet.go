@@ -276,18 +276,7 @@ func delegateOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (s
 	if ch == nil {
 		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
 	}
-	var pod *corev1.Pod
-	deadline := time.Now().Add(delegateWait)
-	for {
-		pod, err = t.Client.CoreV1().Pods(ch.Namespace).Get(ctx, ch.Name, metav1.GetOptions{})
-		if !apierrors.IsForbidden(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	pod, err := targets.GetDelegate(ctx, t.Client, ch.Namespace, ch.Name, delegateWait)
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
