@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	wh "admiralty.io/multicluster-scheduler/delegator/webhook"
 )
 
 // TestLeaderFailover runs a second replica of cluster1's scheduler and
@@ -104,6 +106,28 @@ spec:
 	t.Logf("killed the leaders: delegator pid %d, scheduler pid %d", delegator.pid, scheduler.pid)
 	waitLeader(ctx, t, "delegator after the failover", standbyDelegatorMetrics)
 	waitLeader(ctx, t, "scheduler after the failover", standbySchedulerMetrics)
+	// The sandbox's webhook configuration names one process's address
+	// (--webhook-url), not a Service in front of every replica as the chart
+	// does: the new leader points it at its own once it leads, and the API
+	// server follows its change by watch.
+	standbyURL := "https://127.0.0.1:" + webhook + "/mutate-pods"
+	eventually(ctx, t, "the webhook configuration names the new leader", func(ctx context.Context) (bool, string, error) {
+		cfg, err := c1.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, wh.ConfigurationName, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		var urls []string
+		for _, w := range cfg.Webhooks {
+			if w.ClientConfig.URL != nil {
+				urls = append(urls, *w.ClientConfig.URL)
+			}
+		}
+		return len(urls) == len(cfg.Webhooks) && !slices.ContainsFunc(urls, func(u string) bool { return u != standbyURL }), strings.Join(urls, ", "), nil
+	})
+	eventually(ctx, t, "the API server calls the new leader's webhook", func(ctx context.Context) (bool, string, error) {
+		_, err := c1.Client.CoreV1().Pods(ns).Create(ctx, failoverPod(ns, "probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil, fmt.Sprint(err), nil
+	})
 
 	// Pods created after the failover are admitted by the new leader's
 	// webhook configuration, scheduled by the new scheduler and delegated by
