@@ -710,9 +710,7 @@ func (p *Plugin) progressLocked(r *reservation, rv string) {
 		return
 	}
 	r.progressRV = rv
-	if p.progress != nil {
-		p.progress[r.target.Ref] = time.Now()
-	}
+	p.progress[r.target.Ref] = time.Now()
 	if r.timer == nil {
 		r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration, func() { p.timedOut(r) })
 	}
@@ -741,22 +739,17 @@ func (p *Plugin) timedOut(r *reservation) {
 	var behind []types.UID
 	for quid, q := range p.inflight {
 		if q.target.Ref == r.target.Ref && !q.decided && q.slot == nil && q.chaperonUID == "" && quid != uid {
-			q.decided = true
-			p.refuseLocked(quid, q.target.Ref, behindMessage)
+			p.decideLocked(quid, q, behindMessage)
 			behind = append(behind, quid)
 		}
 	}
-	r.decided = true
-	p.refuseLocked(uid, r.target.Ref, message)
-	p.releaseLocked(r)
+	p.decideLocked(uid, r, message)
 	p.mu.Unlock()
 	klog.Background().V(2).Info("Target gave no verdict in time", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String(), "timeout", p.args.CandidateTimeout.Duration, "podsRedirected", len(behind))
 	p.attempts.timedOut(uid)
-	p.attempts.decided(uid, false, message)
-	p.deliver(uid, false, message, 0)
+	p.tell(uid, false, message)
 	for _, quid := range behind {
-		p.attempts.decided(quid, false, behindMessage)
-		p.deliver(quid, false, behindMessage, 0)
+		p.tell(quid, false, behindMessage)
 	}
 	p.requeuePending()
 }
@@ -823,11 +816,9 @@ func (p *Plugin) retry(r *reservation, message string) {
 		p.mu.Unlock()
 		return
 	}
-	r.decided = true
-	p.releaseLocked(r)
+	p.decideLocked(r.proxy.UID, r, "")
 	p.mu.Unlock()
-	p.attempts.decided(r.proxy.UID, false, message)
-	p.deliver(r.proxy.UID, false, message, 0)
+	p.tell(r.proxy.UID, false, message)
 }
 
 // chaperonDeleted: a chaperon deleted in the target before its verdict (by
@@ -894,22 +885,38 @@ func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
 		p.mu.Unlock()
 		return
 	}
-	r.decided = true
-	p.releaseLocked(r)
+	refusal := ""
 	if !allowed {
-		p.refuseLocked(uid, r.target.Ref, message)
+		refusal = message
 	}
+	p.decideLocked(uid, r, refusal)
 	p.mu.Unlock()
 	if allowed {
 		klog.Background().V(4).Info("Target accepted the candidate", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
 	} else {
 		klog.Background().V(2).Info("Target refused the candidate", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String(), "message", message)
 	}
-	p.attempts.decided(uid, allowed, message)
-	p.deliver(uid, allowed, message, 0)
+	p.tell(uid, allowed, message)
 	// The booking is now on a node of the target (or gone): pods kept
 	// aside by pods in flight may fit.
 	p.requeuePending()
+}
+
+// decideLocked marks r decided and gives its place back; a refusal (not
+// empty) has the pod avoid the target.
+func (p *Plugin) decideLocked(uid types.UID, r *reservation, refusal string) {
+	r.decided = true
+	p.releaseLocked(r)
+	if refusal != "" {
+		p.refuseLocked(uid, r.target.Ref, refusal)
+	}
+}
+
+// tell records the verdict of a decided attempt and hands it to the
+// waiting pod.
+func (p *Plugin) tell(uid types.UID, allowed bool, message string) {
+	p.attempts.decided(uid, allowed, message)
+	p.deliver(uid, allowed, message, 0)
 }
 
 func (p *Plugin) deliver(uid types.UID, allowed bool, message string, attempt int) {
