@@ -521,18 +521,20 @@ func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, n
 
 // Unreserve forgets the reservation and deletes the chaperon, if sent.
 func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	// Undecided here: the framework's bound on the wait (permitTimeout)
+	// passed.
+	timeout := "no answer within " + p.permitTimeout().String()
 	p.mu.Lock()
 	r := p.inflight[pod.UID]
 	delete(p.inflight, pod.UID)
 	if r != nil {
 		if !r.decided {
-			// The framework's bound on the wait (permitTimeout) passed.
-			p.refuseLocked(pod.UID, r.target.Ref, "no answer within "+p.permitTimeout().String())
+			p.refuseLocked(pod.UID, r.target.Ref, timeout)
 		}
 		p.endLocked(r)
 	}
 	p.mu.Unlock()
-	p.attempts.unreserved(pod.UID, "no answer within "+p.args.CandidateTimeout.Duration.String())
+	p.attempts.unreserved(pod.UID, timeout)
 	if r == nil {
 		return
 	}
