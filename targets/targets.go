@@ -447,7 +447,7 @@ func (r *Registry) finalize(ctx context.Context, ref Ref, obj metav1.Object) (co
 	}
 	var err error
 	if t == nil {
-		err = fmt.Errorf("the target is not connected, and this process never connected to it (its kubeconfig Secret is gone)")
+		err = fmt.Errorf("the target is not connected, and this process has no credentials that worked for it")
 	} else {
 		err = r.cleanup(ctx, t)
 	}

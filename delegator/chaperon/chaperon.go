@@ -193,7 +193,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	if err != nil {
 		return controller.Result{}, err
 	}
-	return c.delegateExists(ctx, ch, pod)
+	wait, err := c.delegateExists(ctx, ch, pod)
+	return controller.Result{RequeueAfter: wait}, err
 }
 
 // firstMirrorDelay: a delegate bound less than this long ago and not
@@ -324,7 +325,7 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 			return getErr
 		}
 		// The pod's own events bring this key back for its status.
-		_, err := c.reportDelegate(ctx, ch, existing)
+		_, err := c.delegateExists(ctx, ch, existing)
 		return err
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		// The namespace controller deletes the delegate, then the chaperon:
@@ -361,15 +362,9 @@ func (c *Controller) waitForDependencies(ctx context.Context, ch *v1alpha1.PodCh
 }
 
 // delegateExists checks that pod is the chaperon's delegate, then reports
-// its node and status on the chaperon.
-func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (controller.Result, error) {
-	wait, err := c.reportDelegate(ctx, ch, pod)
-	return controller.Result{RequeueAfter: wait}, err
-}
-
-// reportDelegate does delegateExists' work; a positive wait asks to come
-// back then.
-func (c *Controller) reportDelegate(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (time.Duration, error) {
+// its node and status on the chaperon; a positive wait asks to come back
+// then.
+func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	owner := controllerOf(pod)
 	switch {
