@@ -198,12 +198,15 @@ func (a *attempts) end(uid types.UID, bound bool, timeoutMessage string) {
 	switch {
 	case bound:
 		result = ResultScheduled
-	case at.timedOut && !at.sent.IsZero():
+	case (at.timedOut || !at.decided) && !at.sent.IsZero():
+		// Timed out by the plugin (its message), or by the framework's
+		// bound on Permit (undecided).
 		result = ResultTimeout
-		a.event(at.proxy, v1.EventTypeWarning, ReasonTargetRefused, "Delegate", "%s: %s", at.target, at.message)
-	case !at.decided && !at.sent.IsZero():
-		result = ResultTimeout
-		a.event(at.proxy, v1.EventTypeWarning, ReasonTargetRefused, "Delegate", "%s: %s", at.target, timeoutMessage)
+		message := timeoutMessage
+		if at.timedOut {
+			message = at.message
+		}
+		a.event(at.proxy, v1.EventTypeWarning, ReasonTargetRefused, "Delegate", "%s: %s", at.target, message)
 	case at.decided && !at.allowed && !at.sent.IsZero():
 		result = ResultRefused
 		a.event(at.proxy, v1.EventTypeWarning, ReasonTargetRefused, "Delegate", "%s", at.message)
