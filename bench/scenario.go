@@ -230,9 +230,12 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 			defer b.cleanups.Done()
 			nctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 			defer cancel()
+			t := time.Now()
 			if err := deleteNamespaces(nctx, used, ns); err != nil {
 				log.Printf("run %d, %s: cleanup: %v", run, sc.Name, err)
 				b.cleanupErrs.Add(1)
+			} else {
+				log.Printf("run %d, %s: namespaces deleted in %s", run, sc.Name, time.Since(t).Round(100*time.Millisecond))
 			}
 		}()
 	}()

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -212,31 +214,62 @@ func errOutput(err error) string {
 	return ""
 }
 
+// cleanupWorkers is how many deletions each cleanup stream keeps in
+// flight. A DeleteCollection deletes one object after the other on the
+// server (kube-apiserver's --delete-collection-workers is 1), and so does
+// the namespace controller: over a scenario's thousands of pods, chaperons
+// and Events that took half a minute per scenario.
+const cleanupWorkers = 16
+
 // clearPods removes what loads the API servers, before the next scenario:
 // first the proxies (force-deleted: they have no kubelet to confirm) and
 // the PodChaperons (so that no delegate is made again), then every pod left
-// (delegates) and the kwok nodes, each cluster in parallel; it waits until
-// no pod is left. A namespace's deletion alone would delete pods
-// gracefully, which kwok acknowledges one by one.
+// (delegates) and the kwok nodes, then the Events, each cluster in
+// parallel and many deletions at once. What is left for the namespace
+// controller (Targets, Sources, Secrets, service accounts) is a handful of
+// objects. A namespace's deletion alone would delete pods gracefully, which
+// kwok acknowledges one by one.
 func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error {
 	zero := int64(0)
 	force := metav1.DeleteOptions{GracePeriodSeconds: &zero}
-	var fns []func() error
-	fns = append(fns, func() error {
-		err := used[0].kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{LabelSelector: labelApp + "=" + appName})
-		if err := ignoreNotFound(err); err != nil {
-			return fmt.Errorf("%s: delete bench pods: %w", used[0].Context, err)
+	start := time.Now()
+	logDone := func(c *cluster, n int, what string) {
+		log.Printf("cleanup %s: %s: %d %s deleted after %s", ns, c.Context, n, what, time.Since(start).Round(100*time.Millisecond))
+	}
+	deletePods := func(c *cluster, selector string) error {
+		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: "0"})
+		if err != nil {
+			return fmt.Errorf("%s: list pods: %w", c.Context, err)
 		}
-		return nil
-	})
+		names := make([]string, len(list.Items))
+		for i := range list.Items {
+			names[i] = list.Items[i].Name
+		}
+		err = deleteEach(ctx, names, func(ctx context.Context, name string) error {
+			return c.kube.CoreV1().Pods(ns).Delete(ctx, name, force)
+		})
+		logDone(c, len(names), "pods")
+		return err
+	}
+	fns := []func() error{func() error {
+		return deletePods(used[0], labelApp+"="+appName)
+	}}
 	if ours {
 		for _, c := range used {
 			fns = append(fns, func() error {
-				err := c.mc.MulticlusterV1alpha1().PodChaperons(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-				if err := ignoreNotFound(err); err != nil {
-					return fmt.Errorf("%s: delete PodChaperons: %w", c.Context, err)
+				list, err := c.mc.MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+				if err != nil {
+					return fmt.Errorf("%s: list PodChaperons: %w", c.Context, err)
 				}
-				return nil
+				names := make([]string, len(list.Items))
+				for i := range list.Items {
+					names[i] = list.Items[i].Name
+				}
+				err = deleteEach(ctx, names, func(ctx context.Context, name string) error {
+					return c.mc.MulticlusterV1alpha1().PodChaperons(ns).Delete(ctx, name, metav1.DeleteOptions{})
+				})
+				logDone(c, len(names), "PodChaperons")
+				return err
 			})
 		}
 	}
@@ -246,20 +279,64 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 	fns = nil
 	for _, c := range used {
 		fns = append(fns, func() error {
-			if err := ignoreNotFound(c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{})); err != nil {
-				return fmt.Errorf("%s: delete pods: %w", c.Context, err)
+			if err := deletePods(c, ""); err != nil {
+				return err
 			}
 			if err := deleteNodes(ctx, c, ns); err != nil {
 				return fmt.Errorf("%s: delete bench nodes: %w", c.Context, err)
 			}
-			return poll(ctx, 2*time.Minute, c.Context+": no pod left in "+ns, func(ctx context.Context) (bool, error) {
+			err := poll(ctx, 2*time.Minute, c.Context+": no pod left in "+ns, func(ctx context.Context) (bool, error) {
 				pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
 				if err != nil {
 					return false, err
 				}
-				return len(pods.Items) == 0, nil
+				if len(pods.Items) > 0 {
+					// Made since the list (a chaperon's delegate in flight).
+					return false, deletePods(c, "")
+				}
+				return true, nil
 			})
+			if err != nil {
+				return err
+			}
+			// The Events of the pods: thousands, which the namespace
+			// controller would delete one by one while the next scenario
+			// runs.
+			events, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+			if err != nil {
+				return fmt.Errorf("%s: list Events: %w", c.Context, err)
+			}
+			names := make([]string, len(events.Items))
+			for i := range events.Items {
+				names[i] = events.Items[i].Name
+			}
+			err = deleteEach(ctx, names, func(ctx context.Context, name string) error {
+				return c.kube.CoreV1().Events(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			})
+			logDone(c, len(names), "Events")
+			return err
 		})
+	}
+	return parallel(fns)
+}
+
+// deleteEach deletes the named objects with cleanupWorkers deletions in
+// flight; objects already gone are fine.
+func deleteEach(ctx context.Context, names []string, del func(ctx context.Context, name string) error) error {
+	var next atomic.Int64
+	fns := make([]func() error, min(cleanupWorkers, len(names)))
+	for w := range fns {
+		fns[w] = func() error {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(names) || ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := ignoreNotFound(del(ctx, names[i])); err != nil {
+					return fmt.Errorf("delete %s: %w", names[i], err)
+				}
+			}
+		}
 	}
 	return parallel(fns)
 }
@@ -285,24 +362,51 @@ func parallel(fns []func() error) error {
 }
 
 // deleteNamespaces deletes the scenario's namespaces (Targets, Sources,
-// Secrets, service accounts) and waits until they are gone: cluster1's
-// first, whose Targets' finalizers clean up in the targets with the
-// credentials that the targets' namespaces hold. It runs while the next
-// scenario does, as it costs the API servers little once the pods are gone.
+// Secrets, service accounts) and waits until they are gone. The objects
+// with finalizers go first, each kind waited for: cluster1's Targets, whose
+// cleanup in the targets uses the credentials that the targets'
+// namespaces hold, then the targets' Sources. The namespace controller,
+// finding an object it cannot delete at once, looks again only 8 s later
+// (its estimate for finalizers); with these gone, one pass deletes the rest.
+// It runs while the next scenario does, as it costs the API servers little
+// once the pods and Events are gone.
 func deleteNamespaces(ctx context.Context, used []*cluster, ns string) error {
-	for _, c := range used {
-		if err := ignoreNotFound(c.kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})); err != nil {
-			return fmt.Errorf("%s: delete namespace %s: %w", c.Context, ns, err)
-		}
-		err := poll(ctx, 5*time.Minute, c.Context+": namespace "+ns+" deleted", func(ctx context.Context) (bool, error) {
-			_, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-			return apierrors.IsNotFound(err), nil
-		})
-		if err != nil {
-			return err
+	c1 := used[0]
+	targets := c1.mc.MulticlusterV1alpha1().Targets(ns)
+	if err := ignoreNotFound(targets.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
+		return fmt.Errorf("%s: delete Targets: %w", c1.Context, err)
+	}
+	err := poll(ctx, 5*time.Minute, c1.Context+": Targets of "+ns+" deleted", func(ctx context.Context) (bool, error) {
+		list, err := targets.List(ctx, metav1.ListOptions{Limit: 1})
+		return err == nil && len(list.Items) == 0, err
+	})
+	if err != nil {
+		return err
+	}
+	fns := make([]func() error, len(used))
+	for i, c := range used {
+		fns[i] = func() error {
+			sources := c.mc.MulticlusterV1alpha1().Sources(ns)
+			if err := ignoreNotFound(sources.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
+				return fmt.Errorf("%s: delete Sources: %w", c.Context, err)
+			}
+			err := poll(ctx, 5*time.Minute, c.Context+": Sources of "+ns+" deleted", func(ctx context.Context) (bool, error) {
+				list, err := sources.List(ctx, metav1.ListOptions{Limit: 1})
+				return err == nil && len(list.Items) == 0, err
+			})
+			if err != nil {
+				return err
+			}
+			if err := ignoreNotFound(c.kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})); err != nil {
+				return fmt.Errorf("%s: delete namespace %s: %w", c.Context, ns, err)
+			}
+			return poll(ctx, 5*time.Minute, c.Context+": namespace "+ns+" deleted", func(ctx context.Context) (bool, error) {
+				_, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+				return apierrors.IsNotFound(err), nil
+			})
 		}
 	}
-	return nil
+	return parallel(fns)
 }
 
 func ignoreNotFound(err error) error {
