@@ -198,6 +198,10 @@ type Options struct {
 	// HealthInterval is how often a connected target is checked again
 	// (WriteStatus only).
 	HealthInterval time.Duration
+	// ChaperonTransform trims the PodChaperons the targets' informers
+	// keep; DropManagedFields when nil. A process that reads only some
+	// fields keeps only those.
+	ChaperonTransform cache.TransformFunc
 }
 
 // Registry is the live set of targets.
@@ -649,12 +653,17 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	watchCfg := rest.CopyConfig(cfg)
 	watchCfg.Timeout = 0
 	watchMC := versioned.NewForConfigOrDie(watchCfg)
+	transform := r.opts.ChaperonTransform
+	if transform == nil {
+		transform = DropManagedFields
+	}
 	t.Chaperons = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0,
 		mcinformers.WithNamespace(t.Scope),
+		mcinformers.WithTransform(transform),
 		mcinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = r.chaperonSelector()
 		}))
-	t.Summaries = mcinformers.NewSharedInformerFactory(watchMC, 0)
+	t.Summaries = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0, mcinformers.WithTransform(DropManagedFields))
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.live[ref] = t
 	r.byNode[ref.VirtualNodeName()] = t

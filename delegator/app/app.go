@@ -74,6 +74,10 @@ type Delegator struct {
 	// chaperon controller and the source controller's delegate Roles share
 	// its one watch.
 	Delegates informers.SharedInformerFactory
+	// Proxies informs on the proxy pods only (a source may run many
+	// ordinary pods). The feedback and service controllers share its one
+	// watch.
+	Proxies informers.SharedInformerFactory
 	// Targets is the live set of this cluster's targets (Targets and
 	// ClusterTargets), with their connections; it writes their status.
 	Targets *targets.Registry
@@ -227,10 +231,14 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 		defer stop()
 		logger.Info("Starting controllers", "count", len(factories))
 		// Fresh caches for each term of leadership.
-		d.KubeInformers = informers.NewSharedInformerFactory(client, 0)
-		d.MCInformers = mcinformers.NewSharedInformerFactory(mcClient, 0)
-		d.Delegates = informers.NewSharedInformerFactoryWithOptions(client, 0,
+		// No cache keeps managed fields.
+		trim := informers.WithTransform(targets.DropManagedFields)
+		d.KubeInformers = informers.NewSharedInformerFactoryWithOptions(client, 0, trim)
+		d.MCInformers = mcinformers.NewSharedInformerFactoryWithOptions(mcClient, 0, mcinformers.WithTransform(targets.DropManagedFields))
+		d.Delegates = informers.NewSharedInformerFactoryWithOptions(client, 0, trim,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
+		d.Proxies = informers.NewSharedInformerFactoryWithOptions(client, 0, trim,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelIsProxy + "=true" }))
 		d.Targets = targets.NewRegistry(targets.Options{
 			SourceClusterName: o.ClusterName,
 			LocalConfig:       restConfig,
@@ -261,10 +269,12 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 		d.KubeInformers.Start(ctx.Done())
 		d.MCInformers.Start(ctx.Done())
 		d.Delegates.Start(ctx.Done())
+		d.Proxies.Start(ctx.Done())
 		<-ctx.Done()
 		d.KubeInformers.Shutdown()
 		d.MCInformers.Shutdown()
 		d.Delegates.Shutdown()
+		d.Proxies.Shutdown()
 	}
 
 	electionCtx, stopElection := context.WithCancel(context.Background())

@@ -20,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -54,7 +53,6 @@ type Controller struct {
 	recorder    record.EventRecorder
 	registry    *targets.Registry
 	proxies     corelisters.PodLister
-	factory     informers.SharedInformerFactory
 	controller  *controller.Controller
 
 	mu           sync.Mutex
@@ -63,19 +61,13 @@ type Controller struct {
 
 // NewController is the delegator's factory of the feedback controller.
 func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
-	// Proxies only: a source may run many ordinary pods.
-	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = v1alpha1.LabelIsProxy + "=true"
-		}))
-	pods := factory.Core().V1().Pods()
+	pods := d.Proxies.Core().V1().Pods()
 	c := &Controller{
 		clusterName:  d.Options.ClusterName,
 		client:       d.Client,
 		recorder:     d.Recorder,
 		registry:     d.Targets,
 		proxies:      pods.Lister(),
-		factory:      factory,
 		missingSince: map[types.UID]time.Time{},
 	}
 	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
@@ -103,8 +95,6 @@ func (c *Controller) Name() string { return c.controller.Name() }
 
 // Start runs until ctx is done.
 func (c *Controller) Start(ctx context.Context) error {
-	c.factory.Start(ctx.Done())
-	defer c.factory.Shutdown()
 	return c.controller.Start(ctx)
 }
 

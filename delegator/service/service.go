@@ -19,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -70,26 +69,19 @@ type Controller struct {
 	recorder   record.EventRecorder
 	services   corelisters.ServiceLister
 	proxies    corelisters.PodLister
-	factory    informers.SharedInformerFactory
 	controller *controller.Controller
 }
 
 // NewController is the delegator's factory of the service reroute
 // controller.
 func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
-	// Proxies only: a source may run many ordinary pods.
-	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = v1alpha1.LabelIsProxy + "=true"
-		}))
-	pods := factory.Core().V1().Pods()
+	pods := d.Proxies.Core().V1().Pods()
 	services := d.KubeInformers.Core().V1().Services()
 	c := &Controller{
 		client:   d.Client,
 		recorder: d.Recorder,
 		services: services.Lister(),
 		proxies:  pods.Lister(),
-		factory:  factory,
 	}
 	c.controller = controller.New("service-reroute", 2, c.reconcile)
 	_, _ = services.Informer().AddEventHandler(c.controller.Handler())
@@ -119,8 +111,6 @@ func (c *Controller) Name() string { return c.controller.Name() }
 
 // Start runs until ctx is done.
 func (c *Controller) Start(ctx context.Context) error {
-	c.factory.Start(ctx.Done())
-	defer c.factory.Shutdown()
 	return c.controller.Start(ctx)
 }
 

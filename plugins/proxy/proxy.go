@@ -259,6 +259,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		QPS:               args.KubeAPIQPS,
 		Burst:             args.KubeAPIBurst,
 		UserAgent:         "kube-scheduler-admiralty/" + args.ClusterName,
+		ChaperonTransform: keepVerdict,
 	}, h.ClientSet(), mc, factory)
 	p.targetOf = p.registry.ByVirtualNode
 	p.registry.Subscribe(p)
@@ -269,6 +270,36 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		}
 	}()
 	return p, nil
+}
+
+// keepVerdict is the transform of the scheduler's PodChaperon caches: the
+// plugin reads a chaperon's identity and labels, its spec.nodeName and its
+// status's phase, PodScheduled condition and nominated node, never the pod
+// spec it carries, which is most of its size.
+func keepVerdict(obj any) (any, error) {
+	c, ok := obj.(*v1alpha1.PodChaperon)
+	if !ok {
+		return obj, nil
+	}
+	return &v1alpha1.PodChaperon{
+		TypeMeta: c.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              c.Name,
+			Namespace:         c.Namespace,
+			UID:               c.UID,
+			ResourceVersion:   c.ResourceVersion,
+			Generation:        c.Generation,
+			CreationTimestamp: c.CreationTimestamp,
+			DeletionTimestamp: c.DeletionTimestamp,
+			Labels:            c.Labels,
+		},
+		Spec: v1.PodSpec{NodeName: c.Spec.NodeName},
+		Status: v1.PodStatus{
+			Phase:             c.Status.Phase,
+			Conditions:        c.Status.Conditions,
+			NominatedNodeName: c.Status.NominatedNodeName,
+		},
+	}, nil
 }
 
 // Name returns the plugin name.

@@ -180,3 +180,39 @@ func TestFilterKeepsNamespacedTargetsToTheirNamespace(t *testing.T) {
 		t.Errorf("Filter() = %v, want UnschedulableAndUnresolvable %q", got, ErrReasonOtherNamespace)
 	}
 }
+
+func TestKeepVerdictKeepsWhatThePluginReads(t *testing.T) {
+	source := &v1.Pod{Spec: v1.PodSpec{Containers: []v1.Container{{Name: "nginx", Image: "nginx"}}}}
+	proxy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nginx-1", Namespace: "default", UID: "uid-a"}}
+	c, err := MakeChaperon(source, proxy, "cluster1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.UID, c.ResourceVersion = "uid-c", "42"
+	c.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-scheduler-admiralty"}}
+	c.Spec.NodeName = "cluster2-node-0"
+	c.Status = v1.PodStatus{
+		Phase:             v1.PodPending,
+		NominatedNodeName: "cluster2-node-1",
+		Conditions:        []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionFalse, Reason: v1.PodReasonUnschedulable, Message: "0/3 nodes"}},
+		ContainerStatuses: []v1.ContainerStatus{{Name: "nginx"}},
+	}
+	obj, err := keepVerdict(c.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := obj.(*v1alpha1.PodChaperon)
+	want := &v1alpha1.PodChaperon{
+		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace, UID: c.UID, ResourceVersion: c.ResourceVersion, Labels: c.Labels},
+		Spec:       v1.PodSpec{NodeName: c.Spec.NodeName},
+		Status:     v1.PodStatus{Phase: c.Status.Phase, NominatedNodeName: c.Status.NominatedNodeName, Conditions: c.Status.Conditions},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("trimmed chaperon (-want +got):\n%s", diff)
+	}
+	// Anything else passes through unchanged (tombstones).
+	other := &v1.Pod{}
+	if o, _ := keepVerdict(other); o != other {
+		t.Errorf("keepVerdict changed a %T", other)
+	}
+}
