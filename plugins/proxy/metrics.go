@@ -137,9 +137,10 @@ func (a *attempts) sent(uid types.UID, chaperon string) {
 		a.chosen(at)
 		return
 	}
-	// A verdict that comes at once is told by the upstream Scheduled Event
+	// A verdict that comes soon is told by the upstream Scheduled Event
 	// (which names the virtual node, so the target): one write less per
-	// pod. A pod that waits says where.
+	// pod. A pod that waits long says where. Under load most verdicts take
+	// a few seconds; an Event for each was one API write in thirteen.
 	time.AfterFunc(chosenEventDelay, func() {
 		a.mu.Lock()
 		waiting := a.m[uid] == at && !at.decided
@@ -153,7 +154,7 @@ func (a *attempts) sent(uid types.UID, chaperon string) {
 // chosenEventDelay: the TargetChosen Event is recorded when the target has
 // not decided within it, or at once on a pod's later attempts (a variable
 // for tests).
-var chosenEventDelay = time.Second
+var chosenEventDelay = 5 * time.Second
 
 func (a *attempts) chosen(at *attempt) {
 	a.event(at.proxy, v1.EventTypeNormal, ReasonTargetChosen, "Delegate", "PodChaperon %s/%s sent to target %s, whose scheduler places the candidate", at.proxy.Namespace, at.chaperon, at.target)

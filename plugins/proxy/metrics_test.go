@@ -18,8 +18,8 @@ import (
 func TestAttempts(t *testing.T) {
 	rec := events.NewFakeRecorder(10)
 	a := newAttempts(rec)
+	defer func(d time.Duration) { chosenEventDelay = d }(chosenEventDelay)
 	chosenEventDelay = 50 * time.Millisecond
-	defer func() { chosenEventDelay = time.Second }()
 	pod := func(uid string) *v1.Pod {
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p-" + uid, UID: types.UID(uid)}}
 	}
