@@ -296,3 +296,17 @@ func TestWriteAndREADME(t *testing.T) {
 		t.Errorf("a README without markers was updated")
 	}
 }
+
+func TestParseCPUs(t *testing.T) {
+	stat := "cpu  100 5 20 800 50 1 2 3 0 0\ncpu0 50 2 10 400 25 0 1 1 0 0\n"
+	got, err := parseCPUs(stat)
+	if err != nil || got != (cpuTimes{total: 981, idle: 850}) {
+		t.Errorf("parseCPUs = %+v, %v; want total 981, idle 850", got, err)
+	}
+	if _, err := parseCPUs("intr 1 2 3\n"); err == nil {
+		t.Errorf("a stat without its cpu line parsed")
+	}
+	if _, err := readCPUs(); err != nil {
+		t.Errorf("readCPUs: %v", err)
+	}
+}

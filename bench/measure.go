@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // writeVerbs are the verbs of apiserver_request_total that change state.
@@ -205,4 +206,72 @@ func parseHWM(status string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM in status")
+}
+
+// settleBusy and settleMax: the steady phase starts once the machine's CPUs
+// were less than settleBusy busy over a second (an idle sandbox of three
+// clusters keeps them about 6% busy), or after settleMax.
+const (
+	settleBusy = 0.25
+	settleMax  = 20 * time.Second
+)
+
+// settle waits until the machine's CPUs were less than busy (a fraction)
+// busy over one second, at most max, and says how long it waited.
+func settle(ctx context.Context, busy float64, max time.Duration) (time.Duration, error) {
+	start := time.Now()
+	prev, err := readCPUs()
+	if err != nil {
+		return 0, err
+	}
+	for time.Since(start) < max {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(time.Second):
+		}
+		cur, err := readCPUs()
+		if err != nil {
+			return 0, err
+		}
+		total := cur.total - prev.total
+		if total > 0 && float64(total-(cur.idle-prev.idle))/float64(total) < busy {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start), nil
+}
+
+// cpuTimes are the machine's CPU times in clock ticks (/proc/stat).
+type cpuTimes struct{ total, idle uint64 }
+
+func readCPUs() (cpuTimes, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	return parseCPUs(string(data))
+}
+
+// parseCPUs reads the "cpu" line of /proc/stat: user nice system idle
+// iowait irq softirq steal ...; idle and iowait count as idle.
+func parseCPUs(stat string) (cpuTimes, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var t cpuTimes
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return cpuTimes{}, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		t.total += v
+		if i == 3 || i == 4 {
+			t.idle += v
+		}
+	}
+	return t, nil
 }

@@ -185,6 +185,7 @@ func (r *Report) figureDefs() []figureDef {
 		{"creation.rate", "Creation rate, throughput phase (pods/s)"},
 		{"saturation.p50", "Throughput phase, creation→Running p50 (s)"},
 		{"saturation.p99", "Throughput phase, creation→Running p99 (s)"},
+		{"settle", "Wait for the machine to be idle before the steady phase (s)"},
 		{"steady.p50", fmt.Sprintf("Steady %.0f pods/s, creation→Running p50 (s)", r.Config.SteadyRate)},
 		{"steady.p90", fmt.Sprintf("Steady %.0f pods/s, creation→Running p90 (s)", r.Config.SteadyRate)},
 		{"steady.p99", fmt.Sprintf("Steady %.0f pods/s, creation→Running p99 (s)", r.Config.SteadyRate)},

@@ -99,6 +99,10 @@ type Result struct {
 	SteadyBoundToRunning Percentiles `json:"steadyBoundToRunning"`
 	// SteadyRate: the rate the steady phase issued its creations at.
 	SteadyRate float64 `json:"steadyRate"`
+	// SettleSeconds: how long the machine took, once the throughput
+	// phase's pods were Running, to be nearly idle again (its
+	// backlog: status writes, Events, caches), before the steady phase.
+	SettleSeconds float64 `json:"settleSeconds"`
 
 	Writes map[string]ClusterWrites `json:"writes"`
 	// Procs by "clusterN/process".
@@ -356,6 +360,15 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 
 	// Steady phase: one creation every 1/rate seconds, each on its own, so
 	// that a slow answer never delays the next.
+	// The steady phase measures latency at a steady rate, not the tail of
+	// the burst: it starts once the machine is nearly idle again.
+	settled, err := settle(ctx, settleBusy, settleMax)
+	if err != nil {
+		return nil, err
+	}
+	res.SettleSeconds = settled.Seconds()
+	log.Printf("run %d, %s: machine settled in %.1fs", run, sc.Name, res.SettleSeconds)
+
 	steady := names("s", b.cfg.SteadyPods)
 	steadyStart := time.Now()
 	interval := time.Duration(float64(time.Second) / b.cfg.SteadyRate)
@@ -488,6 +501,7 @@ func (b *bench) account(res *Result, used []*cluster, before, after *snapshot, p
 	f["steady.running.p99"] = res.SteadyBoundToRunning.P99
 	f["saturation.p50"] = res.SaturationLatency.P50
 	f["saturation.p99"] = res.SaturationLatency.P99
+	f["settle"] = res.SettleSeconds
 	f["unfinished"] = float64(res.Unfinished + res.CreateErrors)
 	for k, v := range f {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
