@@ -219,7 +219,7 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 	log.Printf("run %d, %s: namespace %s, kwok nodes per cluster %v (max %d pods each)", run, sc.Name, ns, nodes, maxPods)
 
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cctx, cancel := context.WithTimeout(context.Background(), b.cleanupTimeout(total))
 		defer cancel()
 		t := time.Now()
 		if cerr := clearPods(cctx, used, ns, sc.ours()); cerr != nil {
@@ -232,7 +232,7 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 		b.cleanups.Add(1)
 		go func() {
 			defer b.cleanups.Done()
-			nctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+			nctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+b.cleanupTimeout(total))
 			defer cancel()
 			t := time.Now()
 			if err := deleteNamespaces(nctx, used, ns); err != nil {
@@ -424,6 +424,13 @@ func names(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s-%05d", prefix, i)
 	}
 	return out
+}
+
+// cleanupTimeout bounds a scenario's cleanup: the machine deletes about 200
+// objects a second in all, and a proxy is three (with its chaperon and
+// delegate) and its Events; 3 minutes at K = 1,000, 9 at K = 10,000.
+func (b *bench) cleanupTimeout(pods int) time.Duration {
+	return max(3*time.Minute, time.Minute+time.Duration(pods)*40*time.Millisecond)
 }
 
 // phaseTimeout bounds a phase: a minute, plus 100 ms per pod.

@@ -235,7 +235,7 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 		trim := informers.WithTransform(targets.DropManagedFields)
 		d.KubeInformers = informers.NewSharedInformerFactoryWithOptions(client, 0, trim)
 		d.MCInformers = mcinformers.NewSharedInformerFactoryWithOptions(mcClient, 0, mcinformers.WithTransform(targets.DropManagedFields))
-		d.Delegates = informers.NewSharedInformerFactoryWithOptions(client, 0, trim,
+		d.Delegates = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimDelegate),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
 		d.Proxies = informers.NewSharedInformerFactoryWithOptions(client, 0, trim,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelIsProxy + "=true" }))
@@ -397,4 +397,19 @@ func (o *Options) elector(cfg *rest.Config, recorder record.EventRecorder, check
 			OnStoppedLeading: lost,
 		},
 	})
+}
+
+// trimDelegate is the transform of the delegates' cache: its readers (the
+// chaperon controller, which mirrors a delegate's status and reports its
+// node; the delegates Roles, by name and owner) read a delegate's metadata,
+// spec.nodeName and status, never the rest of its spec, which a chaperon
+// holds anyway. Nothing updates a delegate from this cache.
+func trimDelegate(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	p.ManagedFields = nil
+	p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName}
+	return p, nil
 }

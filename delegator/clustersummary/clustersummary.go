@@ -247,13 +247,43 @@ func (c *Controller) wrote(s *v1alpha1.ClusterSummary) {
 	c.mu.Unlock()
 }
 
-// trimPod drops what is large and never read here: managed fields,
-// annotations (kubectl's last-applied configuration) and labels. Spec and
-// status stay whole, for the resource helpers read more of them (resize
-// conditions, allocated resources) than is worth tracking.
+// trimPod keeps of a pod what the summary reads: its identity, node, the
+// spec fields that the resource helpers and host ports read (containers'
+// names, resources, ports and restart policy, pod-level resources,
+// overhead) and the whole status (resize conditions, allocated and actual
+// resources). Every bound pod of the cluster is in this cache: metadata,
+// volumes, environment, probes and the like were most of its size.
 func trimPod(obj any) (any, error) {
-	if p, ok := obj.(*corev1.Pod); ok {
-		p.ManagedFields, p.Annotations, p.Labels = nil, nil, nil
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
 	}
-	return obj, nil
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              p.Name,
+			Namespace:         p.Namespace,
+			UID:               p.UID,
+			ResourceVersion:   p.ResourceVersion,
+			DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Spec: corev1.PodSpec{
+			NodeName:       p.Spec.NodeName,
+			Containers:     trimContainers(p.Spec.Containers),
+			InitContainers: trimContainers(p.Spec.InitContainers),
+			Overhead:       p.Spec.Overhead,
+			Resources:      p.Spec.Resources,
+		},
+		Status: p.Status,
+	}, nil
+}
+
+func trimContainers(cs []corev1.Container) []corev1.Container {
+	if cs == nil {
+		return nil
+	}
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, Resources: c.Resources, Ports: c.Ports, RestartPolicy: c.RestartPolicy}
+	}
+	return out
 }

@@ -233,3 +233,48 @@ func TestEqual(t *testing.T) {
 		})
 	}
 }
+
+// The cache's trimmed pods give the summary of the whole pods: requests
+// with a sidecar, an init container, overhead and an in-place resize, host
+// ports, terminal phases.
+func TestTrimPodKeepsWhatTheSummaryReads(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	full := []*corev1.Pod{
+		boundPod("a", "n1", "500m", corev1.PodRunning, corev1.ContainerPort{ContainerPort: 80, HostPort: 8080}),
+		boundPod("done", "n1", "2", corev1.PodSucceeded),
+	}
+	p := boundPod("b", "n2", "1", corev1.PodRunning)
+	p.Labels = map[string]string{"app": "b"}
+	p.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	p.Spec.Containers[0].Image = "nginx"
+	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "b"}}
+	p.Spec.InitContainers = []corev1.Container{
+		{Name: "sidecar", RestartPolicy: &always, Resources: corev1.ResourceRequirements{Requests: list("cpu", "250m")}},
+		{Name: "init", Resources: corev1.ResourceRequirements{Requests: list("cpu", "3", "memory", "1Gi")}},
+	}
+	p.Spec.Overhead = list("cpu", "100m")
+	p.Spec.Volumes = []corev1.Volume{{Name: "data"}}
+	// Resized, not yet actuated: the larger of spec and status counts.
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", AllocatedResources: list("cpu", "1500m"), Resources: &corev1.ResourceRequirements{Requests: list("cpu", "1500m")}}}
+	full = append(full, p)
+
+	nodes := []*corev1.Node{node("n1", true, "4", nil), node("n2", true, "8", nil)}
+	trimmed := make([]*corev1.Pod, len(full))
+	for i, p := range full {
+		obj, err := trimPod(p.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		trimmed[i] = obj.(*corev1.Pod)
+		if trimmed[i].Annotations != nil || trimmed[i].Labels != nil || trimmed[i].Spec.Volumes != nil {
+			t.Errorf("%s: metadata or volumes kept", p.Name)
+		}
+	}
+	want, got := Build("c", nodes, full), Build("c", nodes, trimmed)
+	if !Equal(want, got) {
+		t.Errorf("summary of trimmed pods differs:\n%s", cmp.Diff(want, got))
+	}
+	if r := got.Nodes[1].Requested[corev1.ResourceCPU]; r.Cmp(q("3350m")) != 0 {
+		t.Errorf("n2 requested cpu = %s, want 3350m (the init container's 3 + the sidecar's 250m + overhead 100m)", r.String())
+	}
+}
