@@ -222,8 +222,8 @@ func errOutput(err error) string {
 const cleanupWorkers = 16
 
 // clearPods removes what loads the API servers, before the next scenario:
-// first the proxies (force-deleted: they have no kubelet to confirm) and
-// the PodChaperons (so that no delegate is made again), then every pod left
+// first the proxies (force-deleted: they have no kubelet to confirm), then
+// the PodChaperons left (so that no delegate is made again), then every pod left
 // (delegates) and the kwok nodes, then the Events, each cluster in
 // parallel and many deletions at once. What is left for the namespace
 // controller (Targets, Sources, Secrets, service accounts) is a handful of
@@ -251,9 +251,13 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 		logDone(c, len(names), "pods")
 		return err
 	}
-	fns := []func() error{func() error {
-		return deletePods(used[0], labelApp+"="+appName)
-	}}
+	// The proxies first: for each, the delegator deletes its chaperon in
+	// its target, which deleting the chaperons at the same time would
+	// race (a second request for most). Then what is left of them.
+	if err := deletePods(used[0], labelApp+"="+appName); err != nil {
+		return err
+	}
+	var fns []func() error
 	if ours {
 		for _, c := range used {
 			fns = append(fns, func() error {
