@@ -395,6 +395,23 @@ func labelNamespace(t *testing.T, c *Cluster, ns string) {
 	if _, err := c.Client.CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The label reaches admission through caches (the API server's for the
+	// webhook's namespaceSelector, the delegator's namespace informer): a
+	// pod created at once may still pass as an ordinary pod, as CI saw
+	// once. Wait until an elected pod created now (dry run) is a proxy.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "label-probe", Namespace: ns, Annotations: map[string]string{v1alpha1.AnnotationElect: ""}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "registry.k8s.io/pause:3.10"}}},
+	}
+	eventually(ctx, t, "namespace "+ns+" enabled in admission", func(ctx context.Context) (bool, string, error) {
+		got, err := c.Client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return got.Labels[v1alpha1.LabelIsProxy] == "true", "an elected pod is not made a proxy yet", nil
+	})
 }
 
 // shell runs a script with the sandbox's kubeconfig and bin/ first on PATH
