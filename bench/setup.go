@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/yaml"
 
@@ -236,20 +237,34 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 	logDone := func(c *cluster, n int, what string) {
 		log.Printf("cleanup %s: %s: %d %s deleted after %s", ns, c.Context, n, what, time.Since(start).Round(100*time.Millisecond))
 	}
-	deletePods := func(c *cluster, selector string) error {
-		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: "0"})
+	// deleteListed deletes every object of a typed list, many at once.
+	deleteListed := func(c *cluster, what string, list func() (runtime.Object, error), del func(ctx context.Context, name string) error) error {
+		l, err := list()
 		if err != nil {
-			return fmt.Errorf("%s: list pods: %w", c.Context, err)
+			return fmt.Errorf("%s: list %s: %w", c.Context, what, err)
 		}
-		names := make([]string, len(list.Items))
-		for i := range list.Items {
-			names[i] = list.Items[i].Name
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return fmt.Errorf("%s: list %s: %w", c.Context, what, err)
 		}
-		err = deleteEach(ctx, names, func(ctx context.Context, name string) error {
-			return c.kube.CoreV1().Pods(ns).Delete(ctx, name, force)
-		})
-		logDone(c, len(names), "pods")
+		names := make([]string, 0, len(items))
+		for _, o := range items {
+			if m, err := meta.Accessor(o); err == nil {
+				names = append(names, m.GetName())
+			}
+		}
+		err = deleteEach(ctx, names, del)
+		logDone(c, len(names), what)
 		return err
+	}
+	// From the watch cache (resourceVersion 0): what it lags behind is
+	// found by the next step or the final check.
+	cached := metav1.ListOptions{ResourceVersion: "0"}
+	deletePods := func(c *cluster, selector string) error {
+		opts := cached
+		opts.LabelSelector = selector
+		return deleteListed(c, "pods", func() (runtime.Object, error) { return c.kube.CoreV1().Pods(ns).List(ctx, opts) },
+			func(ctx context.Context, name string) error { return c.kube.CoreV1().Pods(ns).Delete(ctx, name, force) })
 	}
 	// The proxies first: for each, the delegator deletes its chaperon in
 	// its target, which deleting the chaperons at the same time would
@@ -260,20 +275,12 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 	var fns []func() error
 	if ours {
 		for _, c := range used {
+			chaperons := c.mc.MulticlusterV1alpha1().PodChaperons(ns)
 			fns = append(fns, func() error {
-				list, err := c.mc.MulticlusterV1alpha1().PodChaperons(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-				if err != nil {
-					return fmt.Errorf("%s: list PodChaperons: %w", c.Context, err)
-				}
-				names := make([]string, len(list.Items))
-				for i := range list.Items {
-					names[i] = list.Items[i].Name
-				}
-				err = deleteEach(ctx, names, func(ctx context.Context, name string) error {
-					return c.mc.MulticlusterV1alpha1().PodChaperons(ns).Delete(ctx, name, metav1.DeleteOptions{})
-				})
-				logDone(c, len(names), "PodChaperons")
-				return err
+				return deleteListed(c, "PodChaperons", func() (runtime.Object, error) { return chaperons.List(ctx, cached) },
+					func(ctx context.Context, name string) error {
+						return chaperons.Delete(ctx, name, metav1.DeleteOptions{})
+					})
 			})
 		}
 	}
@@ -306,19 +313,9 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 			// The Events of the pods: thousands, which the namespace
 			// controller would delete one by one while the next scenario
 			// runs.
-			events, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-			if err != nil {
-				return fmt.Errorf("%s: list Events: %w", c.Context, err)
-			}
-			names := make([]string, len(events.Items))
-			for i := range events.Items {
-				names[i] = events.Items[i].Name
-			}
-			err = deleteEach(ctx, names, func(ctx context.Context, name string) error {
-				return c.kube.CoreV1().Events(ns).Delete(ctx, name, metav1.DeleteOptions{})
-			})
-			logDone(c, len(names), "Events")
-			return err
+			events := c.kube.CoreV1().Events(ns)
+			return deleteListed(c, "Events", func() (runtime.Object, error) { return events.List(ctx, cached) },
+				func(ctx context.Context, name string) error { return events.Delete(ctx, name, metav1.DeleteOptions{}) })
 		})
 	}
 	return parallel(fns)
@@ -375,14 +372,20 @@ func parallel(fns []func() error) error {
 // It runs while the next scenario does, as it costs the API servers little
 // once the pods and Events are gone.
 func deleteNamespaces(ctx context.Context, used []*cluster, ns string) error {
+	// deleteAll deletes a kind's objects in ns and waits until they are gone.
+	deleteAll := func(c *cluster, what string, del func(context.Context, metav1.DeleteOptions, metav1.ListOptions) error, list func() (runtime.Object, error)) error {
+		if err := ignoreNotFound(del(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
+			return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
+		}
+		return poll(ctx, 5*time.Minute, c.Context+": "+what+" of "+ns+" deleted", func(ctx context.Context) (bool, error) {
+			l, err := list()
+			return err == nil && meta.LenList(l) == 0, err
+		})
+	}
 	c1 := used[0]
 	targets := c1.mc.MulticlusterV1alpha1().Targets(ns)
-	if err := ignoreNotFound(targets.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
-		return fmt.Errorf("%s: delete Targets: %w", c1.Context, err)
-	}
-	err := poll(ctx, 5*time.Minute, c1.Context+": Targets of "+ns+" deleted", func(ctx context.Context) (bool, error) {
-		list, err := targets.List(ctx, metav1.ListOptions{Limit: 1})
-		return err == nil && len(list.Items) == 0, err
+	err := deleteAll(c1, "Targets", targets.DeleteCollection, func() (runtime.Object, error) {
+		return targets.List(ctx, metav1.ListOptions{Limit: 1})
 	})
 	if err != nil {
 		return err
@@ -391,12 +394,8 @@ func deleteNamespaces(ctx context.Context, used []*cluster, ns string) error {
 	for i, c := range used {
 		fns[i] = func() error {
 			sources := c.mc.MulticlusterV1alpha1().Sources(ns)
-			if err := ignoreNotFound(sources.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
-				return fmt.Errorf("%s: delete Sources: %w", c.Context, err)
-			}
-			err := poll(ctx, 5*time.Minute, c.Context+": Sources of "+ns+" deleted", func(ctx context.Context) (bool, error) {
-				list, err := sources.List(ctx, metav1.ListOptions{Limit: 1})
-				return err == nil && len(list.Items) == 0, err
+			err := deleteAll(c, "Sources", sources.DeleteCollection, func() (runtime.Object, error) {
+				return sources.List(ctx, metav1.ListOptions{Limit: 1})
 			})
 			if err != nil {
 				return err
