@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -215,56 +214,32 @@ func errOutput(err error) string {
 	return ""
 }
 
-// cleanupWorkers is how many deletions each cleanup stream keeps in
-// flight. A DeleteCollection deletes one object after the other on the
-// server (kube-apiserver's --delete-collection-workers is 1), and so does
-// the namespace controller: over a scenario's thousands of pods, chaperons
-// and Events that took half a minute per scenario.
-const cleanupWorkers = 16
-
 // clearPods removes what loads the API servers, before the next scenario:
 // first the proxies (force-deleted: they have no kubelet to confirm), then
-// the PodChaperons left (so that no delegate is made again), then every pod left
-// (delegates) and the kwok nodes, then the Events, each cluster in
-// parallel and many deletions at once. What is left for the namespace
-// controller (Targets, Sources, Secrets, service accounts) is a handful of
-// objects. A namespace's deletion alone would delete pods gracefully, which
-// kwok acknowledges one by one.
+// the PodChaperons left (so that no delegate is made again), then every pod
+// left (delegates, force-deleted too) and the kwok nodes, then the Events,
+// each cluster in parallel. Each step is one DeleteCollection: the API
+// server deletes the objects without a request each (the sandbox's
+// kube-apiservers delete 8 at once, --delete-collection-workers), which
+// costs the machine less CPU than thousands of requests. What is left for
+// the namespace controller (Targets, Sources, Secrets, service accounts) is
+// a handful of objects. A namespace's deletion alone would delete pods
+// gracefully, which kwok acknowledges one by one, and do so while the next
+// scenario runs.
 func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error {
 	zero := int64(0)
 	force := metav1.DeleteOptions{GracePeriodSeconds: &zero}
 	start := time.Now()
-	logDone := func(c *cluster, n int, what string) {
-		log.Printf("cleanup %s: %s: %d %s deleted after %s", ns, c.Context, n, what, time.Since(start).Round(100*time.Millisecond))
+	done := func(c *cluster, what string, err error) error {
+		if err = ignoreNotFound(err); err != nil {
+			return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
+		}
+		log.Printf("cleanup %s: %s: %s deleted after %s", ns, c.Context, what, time.Since(start).Round(100*time.Millisecond))
+		return nil
 	}
-	// deleteListed deletes every object of a typed list, many at once.
-	deleteListed := func(c *cluster, what string, list func() (runtime.Object, error), del func(ctx context.Context, name string) error) error {
-		l, err := list()
-		if err != nil {
-			return fmt.Errorf("%s: list %s: %w", c.Context, what, err)
-		}
-		items, err := meta.ExtractList(l)
-		if err != nil {
-			return fmt.Errorf("%s: list %s: %w", c.Context, what, err)
-		}
-		names := make([]string, 0, len(items))
-		for _, o := range items {
-			if m, err := meta.Accessor(o); err == nil {
-				names = append(names, m.GetName())
-			}
-		}
-		err = deleteEach(ctx, names, del)
-		logDone(c, len(names), what)
-		return err
-	}
-	// From the watch cache (resourceVersion 0): what it lags behind is
-	// found by the next step or the final check.
-	cached := metav1.ListOptions{ResourceVersion: "0"}
 	deletePods := func(c *cluster, selector string) error {
-		opts := cached
-		opts.LabelSelector = selector
-		return deleteListed(c, "pods", func() (runtime.Object, error) { return c.kube.CoreV1().Pods(ns).List(ctx, opts) },
-			func(ctx context.Context, name string) error { return c.kube.CoreV1().Pods(ns).Delete(ctx, name, force) })
+		err := c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{LabelSelector: selector})
+		return done(c, "pods "+selector, err)
 	}
 	// The proxies first: for each, the delegator deletes its chaperon in
 	// its target, which deleting the chaperons at the same time would
@@ -275,12 +250,9 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 	var fns []func() error
 	if ours {
 		for _, c := range used {
-			chaperons := c.mc.MulticlusterV1alpha1().PodChaperons(ns)
 			fns = append(fns, func() error {
-				return deleteListed(c, "PodChaperons", func() (runtime.Object, error) { return chaperons.List(ctx, cached) },
-					func(ctx context.Context, name string) error {
-						return chaperons.Delete(ctx, name, metav1.DeleteOptions{})
-					})
+				err := c.mc.MulticlusterV1alpha1().PodChaperons(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+				return done(c, "PodChaperons", err)
 			})
 		}
 	}
@@ -311,33 +283,10 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 				return err
 			}
 			// The Events of the pods: thousands, which the namespace
-			// controller would delete one by one while the next scenario
-			// runs.
-			events := c.kube.CoreV1().Events(ns)
-			return deleteListed(c, "Events", func() (runtime.Object, error) { return events.List(ctx, cached) },
-				func(ctx context.Context, name string) error { return events.Delete(ctx, name, metav1.DeleteOptions{}) })
+			// controller would delete while the next scenario runs.
+			err = c.kube.CoreV1().Events(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			return done(c, "Events", err)
 		})
-	}
-	return parallel(fns)
-}
-
-// deleteEach deletes the named objects with cleanupWorkers deletions in
-// flight; objects already gone are fine.
-func deleteEach(ctx context.Context, names []string, del func(ctx context.Context, name string) error) error {
-	var next atomic.Int64
-	fns := make([]func() error, min(cleanupWorkers, len(names)))
-	for w := range fns {
-		fns[w] = func() error {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(names) || ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err := ignoreNotFound(del(ctx, names[i])); err != nil {
-					return fmt.Errorf("delete %s: %w", names[i], err)
-				}
-			}
-		}
 	}
 	return parallel(fns)
 }

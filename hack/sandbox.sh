@@ -184,6 +184,9 @@ EOF
 		# and the scheduler's delegated authentication reads (without them it
 		# logs an error at every retry); no certificate has the allowed name,
 		# so no client can use the headers.
+		# delete-collection-workers: a DeleteCollection (the namespace
+		# controller's, make bench's cleanup) deletes 8 objects at once
+		# instead of one after the other.
 		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$ROOT/hack/sandbox/kwok-stages.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
 			--node-lease-duration-seconds 40 \
@@ -199,6 +202,7 @@ EOF
 			--extra-args "kube-apiserver=kubelet-client-key=$KWOK_WORKDIR/clusters/$name/pki/admin.key" \
 			--extra-args "kube-apiserver=requestheader-client-ca-file=$KWOK_WORKDIR/clusters/$name/pki/ca.crt" \
 			--extra-args "kube-apiserver=requestheader-allowed-names=front-proxy-client" \
+			--extra-args "kube-apiserver=delete-collection-workers=8" \
 			--kubeconfig "$dir/kwokctl.kubeconfig" \
 			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
 			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
