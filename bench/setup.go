@@ -230,16 +230,16 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 	zero := int64(0)
 	force := metav1.DeleteOptions{GracePeriodSeconds: &zero}
 	start := time.Now()
-	done := func(c *cluster, what string, err error) error {
-		if err = ignoreNotFound(err); err != nil {
-			return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
+	logged := func(c *cluster, what string, err error) error {
+		if err == nil {
+			log.Printf("cleanup %s: %s: %s deleted after %s", ns, c.Context, what, time.Since(start).Round(100*time.Millisecond))
 		}
-		log.Printf("cleanup %s: %s: %s deleted after %s", ns, c.Context, what, time.Since(start).Round(100*time.Millisecond))
-		return nil
+		return err
 	}
 	deletePods := func(c *cluster, selector string) error {
-		err := c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, force, metav1.ListOptions{LabelSelector: selector})
-		return done(c, "pods "+selector, err)
+		pods := c.kube.CoreV1().Pods(ns)
+		return logged(c, "pods "+selector, deleteCollection(ctx, c, ns, "pods "+selector, selector, force, false, pods.DeleteCollection,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pods.List(ctx, o) }))
 	}
 	// The proxies first: for each, the delegator deletes its chaperon in
 	// its target, which deleting the chaperons at the same time would
@@ -251,8 +251,9 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 	if ours {
 		for _, c := range used {
 			fns = append(fns, func() error {
-				err := c.mc.MulticlusterV1alpha1().PodChaperons(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-				return done(c, "PodChaperons", err)
+				chaperons := c.mc.MulticlusterV1alpha1().PodChaperons(ns)
+				return logged(c, "PodChaperons", deleteCollection(ctx, c, ns, "PodChaperons", "", metav1.DeleteOptions{}, false, chaperons.DeleteCollection,
+					func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return chaperons.List(ctx, o) }))
 			})
 		}
 	}
@@ -284,11 +285,36 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 			}
 			// The Events of the pods: thousands, which the namespace
 			// controller would delete while the next scenario runs.
-			err = c.kube.CoreV1().Events(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-			return done(c, "Events", err)
+			events := c.kube.CoreV1().Events(ns)
+			return logged(c, "Events", deleteCollection(ctx, c, ns, "Events", "", metav1.DeleteOptions{}, false, events.DeleteCollection,
+				func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return events.List(ctx, o) }))
 		})
 	}
 	return parallel(fns)
+}
+
+// deleteCollection deletes every object of a kind in c's namespace ns
+// (matching selector) in one request, and with wait, waits until list finds
+// none (objects with finalizers). Over thousands of objects (K = 10,000)
+// the API server takes longer than its request timeout (60 s): it answers
+// with a timeout and goes on deleting, so a timeout means waiting too.
+func deleteCollection(ctx context.Context, c *cluster, ns, what, selector string, opts metav1.DeleteOptions, wait bool,
+	del func(context.Context, metav1.DeleteOptions, metav1.ListOptions) error,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error)) error {
+	err := del(ctx, opts, metav1.ListOptions{LabelSelector: selector})
+	if timedOut := apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err); timedOut || (wait && err == nil) {
+		if timedOut {
+			log.Printf("%s: deleting %s of %s takes long: %v", c.Context, what, ns, err)
+		}
+		err = poll(ctx, 30*time.Minute, c.Context+": "+what+" of "+ns+" deleted", func(ctx context.Context) (bool, error) {
+			l, err := list(ctx, metav1.ListOptions{LabelSelector: selector, Limit: 1})
+			return err == nil && meta.LenList(l) == 0, err
+		})
+	}
+	if err = ignoreNotFound(err); err != nil {
+		return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
+	}
+	return nil
 }
 
 // parallel runs fns at once and returns the first error.
@@ -321,21 +347,10 @@ func parallel(fns []func() error) error {
 // It runs while the next scenario does, as it costs the API servers little
 // once the pods and Events are gone.
 func deleteNamespaces(ctx context.Context, used []*cluster, ns string) error {
-	// deleteAll deletes a kind's objects in ns and waits until they are gone.
-	deleteAll := func(c *cluster, what string, del func(context.Context, metav1.DeleteOptions, metav1.ListOptions) error, list func() (runtime.Object, error)) error {
-		if err := ignoreNotFound(del(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})); err != nil {
-			return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
-		}
-		return poll(ctx, 5*time.Minute, c.Context+": "+what+" of "+ns+" deleted", func(ctx context.Context) (bool, error) {
-			l, err := list()
-			return err == nil && meta.LenList(l) == 0, err
-		})
-	}
 	c1 := used[0]
 	targets := c1.mc.MulticlusterV1alpha1().Targets(ns)
-	err := deleteAll(c1, "Targets", targets.DeleteCollection, func() (runtime.Object, error) {
-		return targets.List(ctx, metav1.ListOptions{Limit: 1})
-	})
+	err := deleteCollection(ctx, c1, ns, "Targets", "", metav1.DeleteOptions{}, true, targets.DeleteCollection,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return targets.List(ctx, o) })
 	if err != nil {
 		return err
 	}
@@ -343,9 +358,8 @@ func deleteNamespaces(ctx context.Context, used []*cluster, ns string) error {
 	for i, c := range used {
 		fns[i] = func() error {
 			sources := c.mc.MulticlusterV1alpha1().Sources(ns)
-			err := deleteAll(c, "Sources", sources.DeleteCollection, func() (runtime.Object, error) {
-				return sources.List(ctx, metav1.ListOptions{Limit: 1})
-			})
+			err := deleteCollection(ctx, c, ns, "Sources", "", metav1.DeleteOptions{}, true, sources.DeleteCollection,
+				func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return sources.List(ctx, o) })
 			if err != nil {
 				return err
 			}

@@ -187,6 +187,10 @@ EOF
 		# delete-collection-workers: a DeleteCollection (the namespace
 		# controller's, make bench's cleanup) deletes 8 objects at once
 		# instead of one after the other.
+		# leader-elect=false: the only controller manager of its cluster;
+		# with leader election it exits when a renewal times out, which
+		# K = 10,000 on two cores made happen (and kwokctl does not
+		# restart it).
 		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$ROOT/hack/sandbox/kwok-stages.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
 			--node-lease-duration-seconds 40 \
@@ -203,6 +207,7 @@ EOF
 			--extra-args "kube-apiserver=requestheader-client-ca-file=$KWOK_WORKDIR/clusters/$name/pki/ca.crt" \
 			--extra-args "kube-apiserver=requestheader-allowed-names=front-proxy-client" \
 			--extra-args "kube-apiserver=delete-collection-workers=8" \
+			--extra-args "kube-controller-manager=leader-elect=false" \
 			--kubeconfig "$dir/kwokctl.kubeconfig" \
 			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
 			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
