@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -294,50 +296,33 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 }
 
 // deleteCollection deletes every object of a kind in c's namespace ns
-// (matching selector) in one request, and with wait, waits until list finds
-// none (objects with finalizers). Over thousands of objects (K = 10,000)
-// the API server takes longer than its request timeout (60 s): it cuts
-// the request (a 504 or a reset stream) and goes on deleting. So after an
-// error the objects are counted until none is left, and asked for again
-// when none went for 15 s.
+// (matching selector) with DeleteCollection, and with wait, waits until list
+// finds none (objects with finalizers). Over thousands of objects (K =
+// 10,000) the API server takes longer than its request timeout (60 s) and
+// cuts the request (a 504, or a reset stream): each request lists what is
+// left, so asking again until one completes deletes everything.
 func deleteCollection(ctx context.Context, c *cluster, ns, what, selector string, opts metav1.DeleteOptions, wait bool,
 	del func(context.Context, metav1.DeleteOptions, metav1.ListOptions) error,
 	list func(context.Context, metav1.ListOptions) (runtime.Object, error)) error {
-	err := ignoreNotFound(del(ctx, opts, metav1.ListOptions{LabelSelector: selector}))
-	if err == nil && !wait {
+	for {
+		err := ignoreNotFound(del(ctx, opts, metav1.ListOptions{LabelSelector: selector}))
+		if err == nil {
+			break
+		}
+		var reset http2.StreamError
+		cut := apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || errors.As(err, &reset)
+		if !cut || ctx.Err() != nil {
+			return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
+		}
+		log.Printf("%s: deleting %s of %s: %v; deleting what is left", c.Context, what, ns, err)
+	}
+	if !wait {
 		return nil
 	}
-	if err != nil {
-		log.Printf("%s: deleting %s of %s: %v; waiting for the server", c.Context, what, ns, err)
-	}
-	last, since := int64(-1), time.Now()
-	err = poll(ctx, 30*time.Minute, c.Context+": "+what+" of "+ns+" deleted", func(ctx context.Context) (bool, error) {
+	return poll(ctx, 30*time.Minute, c.Context+": "+what+" of "+ns+" deleted", func(ctx context.Context) (bool, error) {
 		l, err := list(ctx, metav1.ListOptions{LabelSelector: selector, Limit: 1})
-		if err != nil {
-			return false, err
-		}
-		n := int64(meta.LenList(l))
-		if m, err := meta.ListAccessor(l); err == nil && m.GetRemainingItemCount() != nil {
-			n += *m.GetRemainingItemCount()
-		}
-		switch {
-		case n == 0:
-			return true, nil
-		case n != last:
-			last, since = n, time.Now()
-		case time.Since(since) > 15*time.Second:
-			log.Printf("%s: %d %s of %s left: deleting again", c.Context, n, what, ns)
-			since = time.Now()
-			if err := ignoreNotFound(del(ctx, opts, metav1.ListOptions{LabelSelector: selector})); err != nil {
-				log.Printf("%s: deleting %s of %s: %v", c.Context, what, ns, err)
-			}
-		}
-		return false, nil
+		return err == nil && meta.LenList(l) == 0, err
 	})
-	if err != nil {
-		return fmt.Errorf("%s: delete %s: %w", c.Context, what, err)
-	}
-	return nil
 }
 
 // parallel runs fns at once and returns the first error.
