@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestPercentile(t *testing.T) {
@@ -154,6 +156,28 @@ func TestSplitNodes(t *testing.T) {
 	}{{60, 1, []int{60}}, {60, 2, []int{30, 30}}, {60, 3, []int{20, 20, 20}}, {10, 3, []int{4, 3, 3}}} {
 		if got := splitNodes(c.n, c.k); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("splitNodes(%d, %d) = %v, want %v", c.n, c.k, got, c.want)
+		}
+	}
+}
+
+func TestSchedulable(t *testing.T) {
+	ready := []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	provider := corev1.Taint{Key: "virtual-kubelet.io/provider", Value: "admiralty", Effect: corev1.TaintEffectNoSchedule}
+	notReady := corev1.Taint{Key: "node.kubernetes.io/not-ready", Effect: corev1.TaintEffectNoSchedule}
+	for _, c := range []struct {
+		name string
+		node corev1.Node
+		want bool
+	}{
+		{"ready", corev1.Node{Status: corev1.NodeStatus{Conditions: ready}}, true},
+		{"virtual node with its own taint", corev1.Node{Spec: corev1.NodeSpec{Taints: []corev1.Taint{provider}}, Status: corev1.NodeStatus{Conditions: ready}}, true},
+		{"ready, still tainted not-ready", corev1.Node{Spec: corev1.NodeSpec{Taints: []corev1.Taint{provider, notReady}}, Status: corev1.NodeStatus{Conditions: ready}}, false},
+		{"cordoned", corev1.Node{Spec: corev1.NodeSpec{Unschedulable: true}, Status: corev1.NodeStatus{Conditions: ready}}, false},
+		{"no condition yet", corev1.Node{}, false},
+		{"not ready", corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse}}}}, false},
+	} {
+		if got := schedulable(&c.node); got != c.want {
+			t.Errorf("%s: schedulable = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -94,7 +94,7 @@ func benchNode(name, scenarioNS, region string, maxPods int) *corev1.Node {
 }
 
 // createNodes creates n kwok nodes for the scenario in c and waits until
-// kwok has made them Ready.
+// kwok has made them Ready and they are schedulable.
 func createNodes(ctx context.Context, c *cluster, scenarioNS string, n, maxPods int) error {
 	for k := 0; k < n; k++ {
 		name := fmt.Sprintf("%s-%s-n%d", scenarioNS, c.Context, k)
@@ -102,21 +102,44 @@ func createNodes(ctx context.Context, c *cluster, scenarioNS string, n, maxPods 
 			return fmt.Errorf("%s: node %s: %w", c.Context, name, err)
 		}
 	}
-	return poll(ctx, 2*time.Minute, fmt.Sprintf("%s: %d bench nodes Ready", c.Context, n), func(ctx context.Context) (bool, error) {
+	return poll(ctx, 2*time.Minute, fmt.Sprintf("%s: %d bench nodes schedulable", c.Context, n), func(ctx context.Context) (bool, error) {
 		nodes, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: labelBenchNode + "=" + scenarioNS})
 		if err != nil {
 			return false, err
 		}
 		ready := 0
-		for _, node := range nodes.Items {
-			for _, cond := range node.Status.Conditions {
-				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-					ready++
-				}
+		for i := range nodes.Items {
+			if schedulable(&nodes.Items[i]) {
+				ready++
 			}
 		}
 		return ready == n, nil
 	})
+}
+
+// schedulable tells whether a node is Ready and rid of the taints that
+// Kubernetes puts on nodes that are not (node.kubernetes.io/not-ready,
+// which the API server's TaintNodesByCondition admission puts on every new
+// node until kube-controller-manager sees it Ready, unreachable, ...). A
+// scenario starting before would see its first pods fail to schedule and
+// wait out their backoff: on a busy sandbox the controller manager took 5 s
+// to untaint the virtual nodes of a T scenario, whose first 80 proxies were
+// refused.
+func schedulable(node *corev1.Node) bool {
+	if node.Spec.Unschedulable {
+		return false
+	}
+	for _, t := range node.Spec.Taints {
+		if strings.HasPrefix(t.Key, "node.kubernetes.io/") {
+			return false
+		}
+	}
+	for _, cond := range node.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func deleteNodes(ctx context.Context, c *cluster, scenarioNS string) error {
@@ -127,7 +150,8 @@ func deleteNodes(ctx context.Context, c *cluster, scenarioNS string) error {
 // targets: itself (Target c1, self) and clusters 2..T, each through a
 // Source c1 there and its credentials exported with `kubectl admiralty
 // export`, as the Getting Started does. It waits until every Target is
-// Ready and every virtual node Ready with the target's bench nodes counted.
+// Ready and every virtual node schedulable (Ready, untainted) with the
+// target's bench nodes counted.
 func connectTargets(ctx context.Context, s *sandbox, used []*cluster, ns string, cpuPerTarget []int64) error {
 	c1 := used[0]
 	targetsYAML := []*v1alpha1.Target{{
@@ -190,17 +214,13 @@ func connectTargets(ctx context.Context, s *sandbox, used []*cluster, ns string,
 		// ClusterSummary: once it counts the bench nodes, the source's
 		// scheduler can see them too.
 		want := resource.NewQuantity(cpuPerTarget[i], resource.DecimalSI)
-		err = poll(ctx, 2*time.Minute, "virtual node "+vnode+" Ready with the bench nodes", func(ctx context.Context) (bool, error) {
+		err = poll(ctx, 2*time.Minute, "virtual node "+vnode+" schedulable with the bench nodes", func(ctx context.Context) (bool, error) {
 			node, err := c1.kube.CoreV1().Nodes().Get(ctx, vnode, metav1.GetOptions{})
 			if err != nil {
 				return false, err
 			}
-			ready := false
-			for _, cond := range node.Status.Conditions {
-				ready = ready || (cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue)
-			}
 			cpu := node.Status.Allocatable[corev1.ResourceCPU]
-			return ready && cpu.Cmp(*want) >= 0, nil
+			return schedulable(node) && cpu.Cmp(*want) >= 0, nil
 		})
 		if err != nil {
 			return err

@@ -191,6 +191,14 @@ EOF
 		# with leader election it exits when a renewal times out, which
 		# K = 10,000 on two cores made happen (and kwokctl does not
 		# restart it).
+		# kube-api-qps/burst: the controller manager's client limits
+		# (default 20/30) made it untaint new nodes (node.kubernetes.io/
+		# not-ready, put on at creation) about 10 per second, a GET and a
+		# PATCH each: 60 bench nodes stayed unschedulable for 6 s. The
+		# limits of the scheduler and the delegator (config/, chart).
+		# The first --extra-args of each component must come before any
+		# component's second: kwokctl v0.8.0 indexes its patches by the
+		# flag's position and panics otherwise.
 		"$KWOKCTL" --config "$ROOT/hack/sandbox/kwok.yaml" --config "$ROOT/hack/sandbox/kwok-stages.yaml" --config "$dir/kwokctl.yaml" create cluster \
 			--name "$name" --runtime binary \
 			--node-lease-duration-seconds 40 \
@@ -203,11 +211,13 @@ EOF
 			--extra-args kwok-controller=manage-all-nodes=false \
 			--enable-crds Logs,ClusterLogs,Attach,ClusterAttach,Exec,ClusterExec,PortForward,ClusterPortForward \
 			--extra-args "kube-apiserver=kubelet-client-certificate=$KWOK_WORKDIR/clusters/$name/pki/admin.crt" \
+			--extra-args "kube-controller-manager=leader-elect=false" \
+			--extra-args "kube-controller-manager=kube-api-qps=500" \
+			--extra-args "kube-controller-manager=kube-api-burst=1000" \
 			--extra-args "kube-apiserver=kubelet-client-key=$KWOK_WORKDIR/clusters/$name/pki/admin.key" \
 			--extra-args "kube-apiserver=requestheader-client-ca-file=$KWOK_WORKDIR/clusters/$name/pki/ca.crt" \
 			--extra-args "kube-apiserver=requestheader-allowed-names=front-proxy-client" \
 			--extra-args "kube-apiserver=delete-collection-workers=8" \
-			--extra-args "kube-controller-manager=leader-elect=false" \
 			--kubeconfig "$dir/kwokctl.kubeconfig" \
 			--wait 60s >"$dir/kwokctl.log" 2>&1 ||
 			die "cluster$i: kwokctl create failed, see $dir/kwokctl.log"
