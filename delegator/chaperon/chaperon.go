@@ -422,7 +422,13 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		// leave.
 		return 0, nil
 	}
-	if ch.Status.Phase == "" && len(ch.Status.Conditions) == 0 && ch.Spec.NodeName != "" && pod.Status.Phase == corev1.PodPending {
+	if Unreported(ch.Status) && Unreported(pod.Status) {
+		// A new delegate, not yet scheduled: nothing to tell (a
+		// recreated delegate's chaperon still shows the last one's
+		// status, which this one replaces once it says something).
+		return 0, nil
+	}
+	if Unreported(ch.Status) && ch.Spec.NodeName != "" && pod.Status.Phase == corev1.PodPending {
 		// Bound, not started, nothing mirrored yet: the source has its
 		// verdict (spec.nodeName). Most delegates start within a few
 		// seconds; wait for that, then mirror once.

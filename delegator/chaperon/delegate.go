@@ -120,3 +120,19 @@ func RejectedStatus(cur corev1.PodStatus, err error, now metav1.Time) corev1.Pod
 func StatusEqual(a, b corev1.PodStatus) bool {
 	return apiequality.Semantic.DeepEqual(a, b)
 }
+
+// Unreported tells whether a pod status says nothing yet that a source
+// reads: a new pod's (Pending, its QoS class, no condition, no container
+// status) or a chaperon's before anything was mirrored. Mirroring a new
+// delegate's status would cost a write, and a watch event for every
+// watcher of chaperons, to tell the source that a pod it knows to exist is
+// Pending.
+func Unreported(s corev1.PodStatus) bool {
+	return (s.Phase == "" || s.Phase == corev1.PodPending) &&
+		len(s.Conditions) == 0 &&
+		len(s.ContainerStatuses) == 0 &&
+		len(s.InitContainerStatuses) == 0 &&
+		len(s.EphemeralContainerStatuses) == 0 &&
+		s.Reason == "" && s.Message == "" &&
+		s.NominatedNodeName == "" && s.HostIP == "" && s.PodIP == ""
+}

@@ -186,3 +186,24 @@ func TestRejectedStatus(t *testing.T) {
 		t.Errorf("RejectedStatus() again = %+v, want the unchanged %+v", again, first)
 	}
 }
+
+func TestUnreported(t *testing.T) {
+	scheduled := []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
+	for _, tc := range []struct {
+		name   string
+		status corev1.PodStatus
+		want   bool
+	}{
+		{"chaperon before any mirror", corev1.PodStatus{}, true},
+		{"new delegate", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}, true},
+		{"bound", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled}, false},
+		{"refused by the target's scheduler", RejectedStatus(corev1.PodStatus{}, errors.New("no"), metav1.Now()), false},
+		{"nominated for preemption", corev1.PodStatus{Phase: corev1.PodPending, NominatedNodeName: "n1"}, false},
+		{"running", corev1.PodStatus{Phase: corev1.PodRunning}, false},
+		{"evicted", corev1.PodStatus{Phase: corev1.PodPending, Reason: "Evicted"}, false},
+	} {
+		if got := Unreported(tc.status); got != tc.want {
+			t.Errorf("%s: Unreported() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
