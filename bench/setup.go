@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	nodeutil "k8s.io/kubernetes/pkg/util/node"
 	"sigs.k8s.io/yaml"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
@@ -134,12 +135,7 @@ func schedulable(node *corev1.Node) bool {
 			return false
 		}
 	}
-	for _, cond := range node.Status.Conditions {
-		if cond.Type == corev1.NodeReady {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return nodeutil.IsNodeReady(node)
 }
 
 func deleteNodes(ctx context.Context, c *cluster, scenarioNS string) error {

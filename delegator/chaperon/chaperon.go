@@ -202,10 +202,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 // (or it started). The source takes its verdict from spec.nodeName, which
 // is reported at once; a delegate that starts within it costs one status
 // write, not two, and one watch event less for every watcher of chaperons.
-// At 1 s, under make bench's load, 65% of chaperons had their status
-// written twice (delegates took longer than that to start); 5 s is the
-// pod startup SLO's bound, after which a still-Pending delegate's status
-// (ContainerCreating, ErrImagePull...) is worth showing on the proxy.
+// 5 s is the pod startup SLO's bound, after which a still-Pending
+// delegate's status (ContainerCreating, ErrImagePull...) is worth showing
+// on the proxy. (Most of the second writes seen under make bench's load
+// came from mirroring a new delegate's bare Pending status, which used to
+// disarm this delay: see Unreported.)
 var firstMirrorDelay = 5 * time.Second
 
 // boundSince is when the delegate's PodScheduled condition became True,
@@ -422,19 +423,21 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		// leave.
 		return 0, nil
 	}
-	if Unreported(ch.Status) && Unreported(pod.Status) {
-		// A new delegate, not yet scheduled: nothing to tell (a
-		// recreated delegate's chaperon still shows the last one's
-		// status, which this one replaces once it says something).
-		return 0, nil
-	}
-	if Unreported(ch.Status) && ch.Spec.NodeName != "" && pod.Status.Phase == corev1.PodPending {
-		// Bound, not started, nothing mirrored yet: the source has its
-		// verdict (spec.nodeName). Most delegates start within a few
-		// seconds; wait for that, then mirror once.
-		if since, ok := boundSince(pod); ok {
-			if wait := firstMirrorDelay - time.Since(since); wait > 0 {
-				return wait, nil
+	if Unreported(ch.Status) {
+		if Unreported(pod.Status) {
+			// A new delegate, not yet scheduled: nothing to tell (a
+			// recreated delegate's chaperon still shows the last one's
+			// status, which this one replaces once it says something).
+			return 0, nil
+		}
+		if ch.Spec.NodeName != "" && pod.Status.Phase == corev1.PodPending {
+			// Bound, not started, nothing mirrored yet: the source has
+			// its verdict (spec.nodeName). Most delegates start within
+			// a few seconds; wait for that, then mirror once.
+			if since, ok := boundSince(pod); ok {
+				if wait := firstMirrorDelay - time.Since(since); wait > 0 {
+					return wait, nil
+				}
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	resourcehelper "k8s.io/component-helpers/resource"
 	fwk "k8s.io/kube-scheduler/framework"
 	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
+	nodeutil "k8s.io/kubernetes/pkg/util/node"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 )
@@ -98,7 +99,7 @@ func Requests(p *corev1.Pod) corev1.ResourceList {
 func nodeSummary(n *corev1.Node) v1alpha1.NodeSummary {
 	ns := v1alpha1.NodeSummary{
 		Name:          n.Name,
-		Ready:         isReady(n),
+		Ready:         nodeutil.IsNodeReady(n),
 		Unschedulable: n.Spec.Unschedulable,
 	}
 	if len(n.Labels) > 0 {
@@ -117,15 +118,6 @@ func nodeSummary(n *corev1.Node) v1alpha1.NodeSummary {
 		ns.Allocatable = n.Status.Allocatable.DeepCopy()
 	}
 	return ns
-}
-
-func isReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func isTerminal(p *corev1.Pod) bool {
