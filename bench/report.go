@@ -193,6 +193,7 @@ func (r *Report) figureDefs() []figureDef {
 		{"steady.bound.p99", "Steady, creation→bound p99 (s)"},
 		{"steady.running.p50", "Steady, bound→Running p50 (s)"},
 		{"steady.running.p99", "Steady, bound→Running p99 (s)"},
+		{"cleanup", "Cleanup: deleting the pods, PodChaperons, Events and nodes (s)"},
 		{"writes.all", "API writes per pod, all clusters (no leases)"},
 	}
 	maxClusters := 1

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +106,10 @@ type Result struct {
 	// phase's pods were Running, to be nearly idle again (its
 	// backlog: status writes, Events, caches), before the steady phase.
 	SettleSeconds float64 `json:"settleSeconds"`
+	// CleanupSeconds: how long deleting the scenario's pods (with, for
+	// a proxy, its chaperon and delegate), PodChaperons, Events and kwok
+	// nodes took, once its figures were taken; 0 if it failed.
+	CleanupSeconds float64 `json:"cleanupSeconds"`
 
 	Writes map[string]ClusterWrites `json:"writes"`
 	// Procs by "clusterN/process".
@@ -222,12 +229,21 @@ func (b *bench) runScenario(ctx context.Context, sc scenario, run int) (res *Res
 		cctx, cancel := context.WithTimeout(context.Background(), b.cleanupTimeout(total))
 		defer cancel()
 		t := time.Now()
+		s0, _ := takeSnapshot(cctx, used, false)
 		if cerr := clearPods(cctx, used, ns, sc.ours()); cerr != nil {
 			// The figures stand; the next scenario finds the sandbox as it is.
 			log.Printf("run %d, %s: cleanup: %v", run, sc.Name, cerr)
 			b.cleanupErrs.Add(1)
 		} else {
-			log.Printf("run %d, %s: pods and nodes deleted in %s", run, sc.Name, time.Since(t).Round(100*time.Millisecond))
+			took := time.Since(t)
+			log.Printf("run %d, %s: pods and nodes deleted in %s", run, sc.Name, took.Round(100*time.Millisecond))
+			if res != nil && res.Figures != nil {
+				res.CleanupSeconds = took.Seconds()
+				res.Figures["cleanup"] = res.CleanupSeconds
+			}
+			if s1, err := takeSnapshot(cctx, used, false); err == nil && s0 != nil {
+				log.Printf("run %d, %s: cleanup cost: %s", run, sc.Name, costOf(used, s0, s1))
+			}
 		}
 		b.cleanups.Add(1)
 		go func() {
@@ -557,4 +573,33 @@ func series(rec *recorder, start, steadyStart time.Time, all []string) Series {
 		}
 	}
 	return s
+}
+
+// costOf sums up, for the log, what happened between two snapshots: the
+// write requests of each cluster (the main kinds) and the CPU seconds of
+// each measured process.
+func costOf(used []*cluster, s0, s1 *snapshot) string {
+	var parts []string
+	for _, c := range used {
+		d := s1.writes[c.Context].sub(s0.writes[c.Context])
+		keys := make([]string, 0, len(d))
+		for k, v := range d {
+			if v >= 10 {
+				keys = append(keys, k)
+			}
+		}
+		slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(d[b], d[a]) })
+		var top []string
+		for _, k := range keys {
+			top = append(top, fmt.Sprintf("%s %.0f", k, d[k]))
+		}
+		parts = append(parts, fmt.Sprintf("%s writes %.0f (%s)", c.Context, d.total(), strings.Join(top, ", ")))
+		for _, p := range measuredProcs {
+			key := c.Context + "/" + p
+			if a, b := s0.procs[key], s1.procs[key]; a.pid == b.pid {
+				parts = append(parts, fmt.Sprintf("%s CPU %.1fs", key, b.cpu-a.cpu))
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }
