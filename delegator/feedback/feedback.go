@@ -57,7 +57,15 @@ type Controller struct {
 
 	mu           sync.Mutex
 	missingSince map[types.UID]time.Time
+	// deleted: the proxies whose deletion this process's informer saw,
+	// by UID, when. A chaperon of one of them needs no look at the API
+	// before it is deleted (see stale).
+	deleted map[types.UID]time.Time
 }
+
+// deletedMemory is how long a deleted proxy's UID is remembered: long
+// enough for its chaperons' deletions to be seen.
+const deletedMemory = time.Minute
 
 // NewController is the delegator's factory of the feedback controller.
 func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
@@ -69,9 +77,10 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 		registry:     d.Targets,
 		proxies:      pods.Lister(),
 		missingSince: map[types.UID]time.Time{},
+		deleted:      map[types.UID]time.Time{},
 	}
 	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
-	_, _ = pods.Informer().AddEventHandler(c.controller.Handler())
+	_, _ = pods.Informer().AddEventHandler(recordDeletes{c.controller.Handler(), c})
 	c.controller.WaitFor(pods.Informer().HasSynced)
 	d.Targets.Subscribe(c)
 	// A target that answers again: whatever lost while it was away (the
@@ -207,6 +216,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 		return controller.Result{}, nil
 	}
 	if pod.DeletionTimestamp != nil {
+		if !awaitsKubelet(pod) {
+			return controller.Result{}, nil
+		}
 		// What a kubelet does once the containers are gone: the delegate's
 		// chaperon is deleted above, the delegate with it (owner reference).
 		return controller.Result{}, c.forceDelete(ctx, pod)
@@ -224,16 +236,58 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 }
 
 // stale tells whether a chaperon of key in a live target names a proxy
-// that the cached pod is not: the cache may not have caught up yet.
+// that the cached pod is not: the cache may not have caught up yet, unless
+// that proxy's deletion was seen.
 func (c *Controller) stale(pod *corev1.Pod, live []*targets.Target, key string) bool {
 	for _, t := range live {
 		for _, ch := range chaperonsOf(t, key) {
-			if pod == nil || ch.Labels[v1alpha1.LabelParentUID] != string(pod.UID) {
+			uid := types.UID(ch.Labels[v1alpha1.LabelParentUID])
+			if (pod == nil || uid != pod.UID) && !c.sawDeleted(uid) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// recordDeletes has the controller's handler remember a deleted proxy
+// before its key is queued.
+type recordDeletes struct {
+	cache.ResourceEventHandler
+	c *Controller
+}
+
+func (r recordDeletes) OnDelete(obj any) {
+	r.c.proxyDeleted(obj)
+	r.ResourceEventHandler.OnDelete(obj)
+}
+
+// proxyDeleted remembers the UID of a deleted proxy, and forgets those
+// older than deletedMemory.
+func (c *Controller) proxyDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleted[pod.UID] = now
+	for uid, at := range c.deleted {
+		if now.Sub(at) > deletedMemory {
+			delete(c.deleted, uid)
+		}
+	}
+}
+
+func (c *Controller) sawDeleted(uid types.UID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.deleted[uid]
+	return ok
 }
 
 func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *v1alpha1.PodChaperon) error {
@@ -246,6 +300,16 @@ func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *
 	}
 	klog.FromContext(ctx).V(2).Info("Deleted chaperon", "chaperon", klog.KObj(ch), "target", t.Ref.String())
 	return nil
+}
+
+// awaitsKubelet tells whether a deleting pod waits for its node's final
+// delete. One deleted with a grace period of 0 does not: the API server
+// removes it in the same request, or, if it has finalizers, once the last
+// is removed; another delete would only find it gone (one request per
+// proxy of a `kubectl delete --grace-period=0 --force` or of a
+// DeleteCollection that asks for it).
+func awaitsKubelet(pod *corev1.Pod) bool {
+	return pod.DeletionGracePeriodSeconds == nil || *pod.DeletionGracePeriodSeconds > 0
 }
 
 func (c *Controller) forceDelete(ctx context.Context, pod *corev1.Pod) error {
