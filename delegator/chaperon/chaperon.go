@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,15 @@ type memo struct {
 	// warnedHash is the spec hash last warned about, so that a changed spec
 	// makes one Event, not one per status change.
 	warnedHash string
+	// wrote is the chaperon as this controller's last write returned it,
+	// and over the resourceVersions that write (and the writes of ours
+	// it followed) replaced: while the cache still shows one of those, it
+	// lags behind our own write, and wrote is what the API server has.
+	// Without it, a delegate's next event finds the chaperon as it was
+	// before its spec.nodeName patch: patched again, and its status
+	// written over a stale resourceVersion (a conflict).
+	wrote *v1alpha1.PodChaperon
+	over  []string
 }
 
 // NewController is the delegator's factory of the chaperon controller.
@@ -185,6 +195,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 		return controller.Result{}, nil
 	}
 	c.forget(key, ch.UID)
+	ch = c.freshest(key, ch)
 
 	pod, err := c.pods.Pods(ns).Get(name)
 	if apierrors.IsNotFound(err) {
@@ -240,6 +251,36 @@ func (c *Controller) memo(key string, uid types.UID, f func(m *memo)) {
 		c.memos[key] = m
 	}
 	f(m)
+}
+
+// wrote remembers a write of ours that replaced resourceVersion over and
+// returned ch.
+func (c *Controller) wrote(over string, ch *v1alpha1.PodChaperon) {
+	c.memo(ch.Namespace+"/"+ch.Name, ch.UID, func(m *memo) {
+		if m.wrote != nil && m.wrote.ResourceVersion == over {
+			m.over = append(m.over, over)
+		} else {
+			m.over = []string{over}
+		}
+		m.wrote = ch
+	})
+}
+
+// freshest returns ch, the cache's copy, or the chaperon as our last write
+// returned it, if the cache still shows what that write replaced.
+func (c *Controller) freshest(key string, ch *v1alpha1.PodChaperon) *v1alpha1.PodChaperon {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.memos[key]
+	if m == nil || m.wrote == nil || m.chaperonUID != ch.UID {
+		return ch
+	}
+	if slices.Contains(m.over, ch.ResourceVersion) {
+		return m.wrote
+	}
+	// Caught up with our write, or past it (someone else's since).
+	m.wrote, m.over = nil, nil
+	return ch
 }
 
 // controllerOf returns the PodChaperon that controls pod, if any.
@@ -414,6 +455,7 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		if err != nil {
 			return 0, fmt.Errorf("reporting the node of delegate %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
+		c.wrote(ch.ResourceVersion, updated)
 		ch = updated
 	}
 	if pod.DeletionTimestamp != nil && IsTerminal(pod.Status.Phase) {
@@ -453,7 +495,7 @@ func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, statu
 	}
 	updated := ch.DeepCopy()
 	updated.Status = *status.DeepCopy()
-	_, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	written, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		// The informer brings the newer chaperon, and this key again.
 		return false, nil
@@ -461,6 +503,7 @@ func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, statu
 	if err != nil {
 		return false, fmt.Errorf("mirroring the delegate's status on chaperon %s/%s: %w", ch.Namespace, ch.Name, err)
 	}
+	c.wrote(ch.ResourceVersion, written)
 	klog.FromContext(ctx).V(4).Info("Mirrored delegate status", "chaperon", klog.KObj(ch), "phase", status.Phase)
 	return true, nil
 }
