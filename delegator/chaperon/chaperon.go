@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -30,7 +30,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
-	mclisters "admiralty.io/multicluster-scheduler/apis/generated/listers/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
@@ -54,10 +53,15 @@ const (
 
 // Controller makes delegates from chaperons.
 type Controller struct {
-	client     kubernetes.Interface
-	mcClient   versioned.Interface
-	recorder   record.EventRecorder
-	chaperons  mclisters.PodChaperonLister
+	client   kubernetes.Interface
+	mcClient versioned.Interface
+	recorder record.EventRecorder
+	// chaperons is the chaperon informer's cache, seen through the
+	// chaperons this controller wrote (Mutation) until the cache shows
+	// them: without it, a delegate's next event found the chaperon as it
+	// was before its spec.nodeName patch, which was then patched again,
+	// and its status written over a stale resourceVersion (a conflict).
+	chaperons  cache.MutationCache
 	pods       corelisters.PodLister
 	podFactory informers.SharedInformerFactory
 	controller *controller.Controller
@@ -80,15 +84,6 @@ type memo struct {
 	// warnedHash is the spec hash last warned about, so that a changed spec
 	// makes one Event, not one per status change.
 	warnedHash string
-	// wrote is the chaperon as this controller's last write returned it,
-	// and over the resourceVersions that write (and the writes of ours
-	// it followed) replaced: while the cache still shows one of those, it
-	// lags behind our own write, and wrote is what the API server has.
-	// Without it, a delegate's next event finds the chaperon as it was
-	// before its spec.nodeName patch: patched again, and its status
-	// written over a stale resourceVersion (a conflict).
-	wrote *v1alpha1.PodChaperon
-	over  []string
 }
 
 // NewController is the delegator's factory of the chaperon controller.
@@ -118,13 +113,24 @@ func New(client kubernetes.Interface, mcClient versioned.Interface, recorder rec
 		client:     client,
 		mcClient:   mcClient,
 		recorder:   recorder,
-		chaperons:  mclisters.NewPodChaperonLister(chaperonInformer.GetIndexer()),
+		chaperons:  newChaperonCache(chaperonInformer.GetStore()),
 		pods:       corelisters.NewPodLister(podInformer.GetIndexer()),
 		podFactory: podFactory,
 		memos:      map[string]*memo{},
 	}
 	c.controller = controller.New("chaperon", workers, c.reconcile)
 	_, _ = chaperonInformer.AddEventHandler(c.controller.Handler())
+	// The cache's copy catching up with ours drops ours.
+	_, _ = chaperonInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { onChaperon(obj, c.chaperons.OnAddOrUpdate) },
+		UpdateFunc: func(_, obj any) { onChaperon(obj, c.chaperons.OnAddOrUpdate) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			onChaperon(obj, c.chaperons.OnDelete)
+		},
+	})
 	_, _ = podInformer.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
 		pod, ok := obj.(*corev1.Pod)
 		if !ok {
@@ -182,20 +188,19 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	if err != nil {
 		return controller.Result{}, nil
 	}
-	ch, err := c.chaperons.PodChaperons(ns).Get(name)
-	if apierrors.IsNotFound(err) {
+	ch, exists, err := c.chaperon(key)
+	if err != nil {
+		return controller.Result{}, err
+	}
+	if !exists {
 		// The garbage collector deletes the delegate.
 		c.forget(key, "")
 		return controller.Result{}, nil
-	}
-	if err != nil {
-		return controller.Result{}, err
 	}
 	if ch.DeletionTimestamp != nil {
 		return controller.Result{}, nil
 	}
 	c.forget(key, ch.UID)
-	ch = c.freshest(key, ch)
 
 	pod, err := c.pods.Pods(ns).Get(name)
 	if apierrors.IsNotFound(err) {
@@ -253,34 +258,34 @@ func (c *Controller) memo(key string, uid types.UID, f func(m *memo)) {
 	f(m)
 }
 
-// wrote remembers a write of ours that replaced resourceVersion over and
-// returned ch.
-func (c *Controller) wrote(over string, ch *v1alpha1.PodChaperon) {
-	c.memo(ch.Namespace+"/"+ch.Name, ch.UID, func(m *memo) {
-		if m.wrote != nil && m.wrote.ResourceVersion == over {
-			m.over = append(m.over, over)
-		} else {
-			m.over = []string{over}
-		}
-		m.wrote = ch
-	})
+// mutationCacheSize bounds the chaperons written and not yet seen by the
+// informer (each is dropped once seen): a burst of delegates bound at once
+// writes one each, and an evicted one only costs the write it saved.
+const mutationCacheSize = 1000
+
+// newChaperonCache returns the chaperon informer's store seen through the
+// chaperons the controller writes.
+func newChaperonCache(store cache.Store) cache.MutationCache {
+	return cache.NewIntegerResourceVersionMutationCacheWithOptions(klog.Background(), store,
+		cache.MutationCacheOptions{TTL: time.Minute, MaxCacheSize: mutationCacheSize})
 }
 
-// freshest returns ch, the cache's copy, or the chaperon as our last write
-// returned it, if the cache still shows what that write replaced.
-func (c *Controller) freshest(key string, ch *v1alpha1.PodChaperon) *v1alpha1.PodChaperon {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.memos[key]
-	if m == nil || m.wrote == nil || m.chaperonUID != ch.UID {
-		return ch
+// chaperon returns the chaperon of key: the newer of the informer's copy
+// and the one this controller last wrote; none if the informer has none.
+func (c *Controller) chaperon(key string) (*v1alpha1.PodChaperon, bool, error) {
+	obj, exists, err := c.chaperons.GetByKey(key)
+	if err != nil || !exists {
+		return nil, false, err
 	}
-	if slices.Contains(m.over, ch.ResourceVersion) {
-		return m.wrote
+	ch, ok := obj.(*v1alpha1.PodChaperon)
+	return ch, ok, nil
+}
+
+// onChaperon calls f with obj if it is a chaperon.
+func onChaperon(obj any, f func(runtime.Object)) {
+	if ch, ok := obj.(*v1alpha1.PodChaperon); ok {
+		f(ch)
 	}
-	// Caught up with our write, or past it (someone else's since).
-	m.wrote, m.over = nil, nil
-	return ch
 }
 
 // controllerOf returns the PodChaperon that controls pod, if any.
@@ -455,7 +460,7 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		if err != nil {
 			return 0, fmt.Errorf("reporting the node of delegate %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
-		c.wrote(ch.ResourceVersion, updated)
+		c.chaperons.Mutation(updated)
 		ch = updated
 	}
 	if pod.DeletionTimestamp != nil && IsTerminal(pod.Status.Phase) {
@@ -503,7 +508,7 @@ func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, statu
 	if err != nil {
 		return false, fmt.Errorf("mirroring the delegate's status on chaperon %s/%s: %w", ch.Namespace, ch.Name, err)
 	}
-	c.wrote(ch.ResourceVersion, written)
+	c.chaperons.Mutation(written)
 	klog.FromContext(ctx).V(4).Info("Mirrored delegate status", "chaperon", klog.KObj(ch), "phase", status.Phase)
 	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 )
@@ -17,56 +18,75 @@ func chaperonAt(uid, rv, nodeName string) *v1alpha1.PodChaperon {
 
 // The cache lags behind the controller's own writes: until it shows them,
 // reconciles work on what the writes returned, not on what they replaced.
-func TestFreshestPrefersOurLastWrite(t *testing.T) {
-	c := &Controller{memos: map[string]*memo{}}
+func TestChaperonPrefersOurLastWrite(t *testing.T) {
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	c := &Controller{chaperons: newChaperonCache(store)}
 	const key = "ns/p"
-	cached := chaperonAt("u1", "10", "")
+	get := func() *v1alpha1.PodChaperon {
+		t.Helper()
+		ch, exists, err := c.chaperon(key)
+		if err != nil || !exists {
+			t.Fatalf("chaperon %s: exists %v, err %v", key, exists, err)
+		}
+		return ch
+	}
+	set := func(ch *v1alpha1.PodChaperon) {
+		t.Helper()
+		if err := store.Update(ch); err != nil {
+			t.Fatal(err)
+		}
+	}
 
-	if got := c.freshest(key, cached); got != cached {
+	if _, exists, err := c.chaperon(key); exists || err != nil {
+		t.Fatalf("nothing cached: exists %v, err %v", exists, err)
+	}
+	cached := chaperonAt("u1", "10", "")
+	set(cached)
+	if got := get(); got != cached {
 		t.Fatalf("nothing written: got rv %s, want the cache's", got.ResourceVersion)
 	}
 
 	// spec.nodeName patched (10 -> 11), then the status written (11 -> 12).
 	patched := chaperonAt("u1", "11", "n1")
-	c.wrote("10", patched)
-	if got := c.freshest(key, cached); got != patched {
+	c.chaperons.Mutation(patched)
+	if got := get(); got != patched {
 		t.Fatalf("cache at 10 after our patch: got rv %s, want 11", got.ResourceVersion)
 	}
 	mirrored := chaperonAt("u1", "12", "n1")
-	c.wrote("11", mirrored)
+	c.chaperons.Mutation(mirrored)
 	for _, rv := range []string{"10", "11"} {
-		if got := c.freshest(key, chaperonAt("u1", rv, "")); got != mirrored {
+		set(chaperonAt("u1", rv, ""))
+		if got := get(); got != mirrored {
 			t.Fatalf("cache at %s after our writes: got rv %s, want 12", rv, got.ResourceVersion)
 		}
 	}
 
 	// The cache catches up: its copy from then on.
 	caught := chaperonAt("u1", "12", "n1")
-	if got := c.freshest(key, caught); got != caught {
+	set(caught)
+	if got := get(); got != caught {
 		t.Fatalf("cache caught up: got %p, want the cache's copy", got)
-	}
-	if got := c.freshest(key, cached); got != cached {
-		t.Fatalf("after catching up, the memo of the write is dropped: got rv %s", got.ResourceVersion)
 	}
 
 	// Someone else wrote after us: the cache's newer copy wins.
-	c.wrote("12", chaperonAt("u1", "13", "n1"))
+	c.chaperons.Mutation(chaperonAt("u1", "13", "n1"))
 	other := chaperonAt("u1", "14", "n1")
-	if got := c.freshest(key, other); got != other {
+	set(other)
+	if got := get(); got != other {
 		t.Fatalf("someone else's later write: got rv %s, want 14", got.ResourceVersion)
 	}
 
 	// A new chaperon of the same name never gets the old one's write.
-	c.wrote("20", chaperonAt("u1", "21", "n1"))
-	fresh := chaperonAt("u2", "20", "")
-	if got := c.freshest(key, fresh); got != fresh {
-		t.Fatalf("another chaperon's UID: got uid %s, want u2", got.UID)
+	c.chaperons.Mutation(chaperonAt("u1", "21", "n1"))
+	if err := store.Delete(other); err != nil {
+		t.Fatal(err)
 	}
-
-	// A write over an unrelated resourceVersion starts a new chain.
-	c.wrote("30", chaperonAt("u1", "31", "n1"))
-	c.wrote("40", chaperonAt("u1", "41", "n1"))
-	if got := c.freshest(key, chaperonAt("u1", "30", "")); got.ResourceVersion != "30" {
-		t.Fatalf("write chain restarted at 40: rv 30 is not ours any more, got %s", got.ResourceVersion)
+	if _, exists, _ := c.chaperon(key); exists {
+		t.Fatal("deleted from the cache: our write of it must not bring it back")
+	}
+	fresh := chaperonAt("u2", "22", "")
+	set(fresh)
+	if got := get(); got != fresh {
+		t.Fatalf("another chaperon's UID: got uid %s, want u2", got.UID)
 	}
 }
