@@ -230,7 +230,7 @@ func (c column) meta() metav1.ObjectMeta {
 
 func (c column) status() corev1.PodStatus {
 	if c.chaperon != nil {
-		return c.chaperon.Status
+		return c.chaperon.Status.PodStatus
 	}
 	return c.pod.Status
 }
@@ -242,6 +242,15 @@ func (c column) spec() corev1.PodSpec {
 	return c.pod.Spec
 }
 
+// node is where the pod is bound; a chaperon's status says where its
+// delegate is.
+func (c column) node() string {
+	if c.chaperon != nil {
+		return c.chaperon.Status.NodeName
+	}
+	return c.pod.Spec.NodeName
+}
+
 var fields = []struct {
 	name string
 	get  func(c column, now time.Time) string
@@ -250,7 +259,7 @@ var fields = []struct {
 	{"UID", func(c column, _ time.Time) string { return string(c.meta().UID) }},
 	{"Age", func(c column, now time.Time) string { return age(c.meta().CreationTimestamp, now) }},
 	{"Scheduler", func(c column, _ time.Time) string { return c.spec().SchedulerName }},
-	{"Node", func(c column, _ time.Time) string { return c.spec().NodeName }},
+	{"Node", func(c column, _ time.Time) string { return c.node() }},
 	{"Phase", func(c column, _ time.Time) string { return string(c.status().Phase) }},
 	{"PodScheduled", func(c column, _ time.Time) string { return condition(c.status(), corev1.PodScheduled) }},
 	{"Ready", func(c column, _ time.Time) string { return condition(c.status(), corev1.PodReady) }},

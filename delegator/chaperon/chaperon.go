@@ -11,7 +11,6 @@ package chaperon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -59,8 +58,8 @@ type Controller struct {
 	// chaperons is the chaperon informer's cache, seen through the
 	// chaperons this controller wrote (Mutation) until the cache shows
 	// them: without it, a delegate's next event found the chaperon as it
-	// was before its spec.nodeName patch, which was then patched again,
-	// and its status written over a stale resourceVersion (a conflict).
+	// was before the controller's last status write, which was then
+	// written again over a stale resourceVersion (a conflict).
 	chaperons  cache.MutationCache
 	pods       corelisters.PodLister
 	podFactory informers.SharedInformerFactory
@@ -80,10 +79,15 @@ type memo struct {
 	// finished is the final status of a delegate that reached a terminal
 	// phase on its own (not because it was being deleted): it is never run
 	// again, even if it is deleted before its chaperon shows that phase.
-	finished *corev1.PodStatus
+	finished     *corev1.PodStatus
+	finishedNode string
 	// warnedHash is the spec hash last warned about, so that a changed spec
 	// makes one Event, not one per status change.
 	warnedHash string
+	// boundSeen is when this controller first saw the delegate bound and
+	// not started, while the chaperon did not say where: the verdict waits
+	// verdictHold from then (see holdVerdict).
+	boundSeen time.Time
 }
 
 // NewController is the delegator's factory of the chaperon controller.
@@ -149,7 +153,10 @@ func New(client kubernetes.Interface, mcClient versioned.Interface, recorder rec
 	remember := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok && Finished(pod) {
 			if owner := controllerOf(pod); owner != nil {
-				c.memo(pod.Namespace+"/"+owner.Name, owner.UID, func(m *memo) { m.finished = pod.Status.DeepCopy() })
+				c.memo(pod.Namespace+"/"+owner.Name, owner.UID, func(m *memo) {
+					m.finished = pod.Status.DeepCopy()
+					m.finishedNode = pod.Spec.NodeName
+				})
 			}
 		}
 	}
@@ -213,17 +220,51 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	return controller.Result{RequeueAfter: wait}, err
 }
 
-// firstMirrorDelay: a delegate bound less than this long ago and not
-// started yet has its first status mirrored only once this has passed
-// (or it started). The source takes its verdict from spec.nodeName, which
-// is reported at once; a delegate that starts within it costs one status
-// write, not two, and one watch event less for every watcher of chaperons.
-// 5 s is the pod startup SLO's bound, after which a still-Pending
-// delegate's status (ContainerCreating, ErrImagePull...) is worth showing
-// on the proxy. (Most of the second writes seen under make bench's load
-// came from mirroring a new delegate's bare Pending status, which used to
-// disarm this delay: see Unreported.)
+// verdictHold: a delegate seen bound and not started while its chaperon
+// does not say where it is (the source's verdict, status.nodeName) has the
+// verdict written once it starts or once this has passed since it was
+// first seen bound, whichever comes first. A delegate that starts within
+// it costs the chaperon one status write (its node, PodScheduled and
+// Running at once) instead of two, and every watcher of chaperons one
+// watch event less; one that does not is told to the source this much
+// later. Under make bench's load three delegates in four start within it.
+var verdictHold = 300 * time.Millisecond
+
+// firstMirrorDelay: once the verdict is written, a delegate bound less
+// than this long ago and not started yet has its next status mirrored only
+// once this has passed (or it started): a delegate that starts within it
+// costs one status write more, not two. 5 s is the pod startup SLO's
+// bound, after which a still-Pending delegate's status (ContainerCreating,
+// ErrImagePull...) is worth showing on the proxy.
 var firstMirrorDelay = 5 * time.Second
+
+// holdVerdict returns how much longer the verdict on the chaperon of key
+// and uid waits for its just-bound delegate to start (see verdictHold).
+func (c *Controller) holdVerdict(key string, uid types.UID) time.Duration {
+	var seen time.Time
+	c.memo(key, uid, func(m *memo) {
+		if m.boundSeen.IsZero() {
+			m.boundSeen = time.Now()
+		}
+		seen = m.boundSeen
+	})
+	return verdictHold - time.Since(seen)
+}
+
+// verdictWritten forgets the hold of the chaperon of key and uid, and its
+// memo if nothing else is remembered.
+func (c *Controller) verdictWritten(key string, uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.memos[key]
+	if !ok || m.chaperonUID != uid {
+		return
+	}
+	m.boundSeen = time.Time{}
+	if m.finished == nil && m.warnedHash == "" {
+		delete(c.memos, key)
+	}
+}
 
 // boundSince is when the delegate's PodScheduled condition became True,
 // if it did.
@@ -302,13 +343,14 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 	logger := klog.FromContext(ctx)
 	c.mu.Lock()
 	var finished *corev1.PodStatus
+	var finishedNode string
 	if m := c.memos[key]; m != nil && m.chaperonUID == ch.UID {
-		finished = m.finished
+		finished, finishedNode = m.finished, m.finishedNode
 	}
 	c.mu.Unlock()
 	if finished != nil {
 		// Gone once finished: the chaperon keeps the final status.
-		_, err := c.mirror(ctx, ch, *finished)
+		_, err := c.mirror(ctx, ch, *finished, finishedNode)
 		return err
 	}
 	if IsTerminal(ch.Status.Phase) {
@@ -317,7 +359,7 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 		return nil
 	}
 	// A chaperon that only waited for its dependencies had no delegate.
-	recreate := (ch.Status.Phase != "" || len(ch.Status.Conditions) > 0 || ch.Spec.NodeName != "") && !follow.IsWaiting(ch.Status)
+	recreate := (ch.Status.Phase != "" || len(ch.Status.Conditions) > 0 || ch.Status.NodeName != "") && !follow.IsWaiting(ch.Status.PodStatus)
 	if recreate {
 		// A delegate existed. Our cache may lag behind a deletion of the
 		// chaperon (the garbage collector then deleted the pod): ask the API
@@ -404,7 +446,7 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 // waitForDependencies says on the chaperon, once, what its delegate waits
 // for.
 func (c *Controller) waitForDependencies(ctx context.Context, ch *v1alpha1.PodChaperon, reason, message string) error {
-	wrote, err := c.mirror(ctx, ch, follow.WaitingStatus(ch.Status, reason, message, metav1.Now()))
+	wrote, err := c.mirror(ctx, ch, follow.WaitingStatus(ch.Status.PodStatus, reason, message, metav1.Now()), "")
 	if wrote {
 		klog.FromContext(ctx).V(2).Info("Delegate waits for its dependencies", "chaperon", klog.KObj(ch), "message", message)
 		c.recorder.Event(ch, corev1.EventTypeNormal, reason, message)
@@ -443,26 +485,6 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 	if h, ok := pod.Annotations[AnnotationSpecHash]; ok && h != SpecHash(&ch.Spec) {
 		c.warnSpecChanged(ctx, ch, pod)
 	}
-	if pod.Spec.NodeName != "" && pod.Spec.NodeName != ch.Spec.NodeName {
-		// The source reads where its candidate landed, and so its verdict,
-		// from the chaperon's spec.nodeName (a pod's status does not say);
-		// written before the status. A patch, not an update: the spec may
-		// hold fields this build's PodSpec does not know, which a decoded
-		// round trip would drop.
-		patch, err := json.Marshal(map[string]any{"spec": map[string]any{"nodeName": pod.Spec.NodeName}})
-		if err != nil {
-			return 0, err
-		}
-		updated, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).Patch(ctx, ch.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("reporting the node of delegate %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		c.chaperons.Mutation(updated)
-		ch = updated
-	}
 	if pod.DeletionTimestamp != nil && IsTerminal(pod.Status.Phase) {
 		// Killed because it is being deleted (a kubelet makes such a pod
 		// Failed or Succeeded): not finished, and made again once gone.
@@ -470,36 +492,49 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		// leave.
 		return 0, nil
 	}
-	if Unreported(ch.Status) {
-		if Unreported(pod.Status) {
-			// A new delegate, not yet scheduled: nothing to tell (a
-			// recreated delegate's chaperon still shows the last one's
-			// status, which this one replaces once it says something).
-			return 0, nil
+	key := ch.Namespace + "/" + ch.Name
+	node := pod.Spec.NodeName
+	if node != "" && node != ch.Status.NodeName {
+		// Bound, and the chaperon does not say where: the source's
+		// verdict, written with the status. A delegate that has not
+		// started yet is given verdictHold to start, so that one write
+		// tells both.
+		if JustBound(pod.Status) {
+			if wait := c.holdVerdict(key, ch.UID); wait > 0 {
+				return wait, nil
+			}
 		}
-		if ch.Spec.NodeName != "" && pod.Status.Phase == corev1.PodPending {
-			// Bound, not started, nothing mirrored yet: the source has
-			// its verdict (spec.nodeName). Most delegates start within
-			// a few seconds; wait for that, then mirror once.
-			if since, ok := boundSince(pod); ok {
-				if wait := firstMirrorDelay - time.Since(since); wait > 0 {
-					return wait, nil
-				}
+		wrote, err := c.mirror(ctx, ch, pod.Status, node)
+		if wrote {
+			c.verdictWritten(key, ch.UID)
+		}
+		return 0, err
+	}
+	if Unreported(ch.Status.PodStatus) && Unreported(pod.Status) {
+		// A new delegate, not yet scheduled: nothing to tell.
+		return 0, nil
+	}
+	if node != "" && JustBound(ch.Status.PodStatus) && pod.Status.Phase == corev1.PodPending {
+		// The source has its verdict, the delegate has not started: most
+		// start within a few seconds; wait for that, then mirror once.
+		if since, ok := boundSince(pod); ok {
+			if wait := firstMirrorDelay - time.Since(since); wait > 0 {
+				return wait, nil
 			}
 		}
 	}
-	_, err := c.mirror(ctx, ch, pod.Status)
+	_, err := c.mirror(ctx, ch, pod.Status, node)
 	return 0, err
 }
 
-// mirror writes status on the chaperon, if it shows something else, and
-// says whether it did.
-func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, status corev1.PodStatus) (bool, error) {
-	if StatusEqual(ch.Status, status) {
+// mirror writes status and node on the chaperon, if it shows something
+// else, and says whether it did.
+func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, status corev1.PodStatus, node string) (bool, error) {
+	if ch.Status.NodeName == node && StatusEqual(ch.Status.PodStatus, status) {
 		return false, nil
 	}
 	updated := ch.DeepCopy()
-	updated.Status = *status.DeepCopy()
+	updated.Status = v1alpha1.PodChaperonStatus{PodStatus: *status.DeepCopy(), NodeName: node}
 	written, err := c.mcClient.MulticlusterV1alpha1().PodChaperons(ch.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		// The informer brings the newer chaperon, and this key again.
@@ -509,14 +544,14 @@ func (c *Controller) mirror(ctx context.Context, ch *v1alpha1.PodChaperon, statu
 		return false, fmt.Errorf("mirroring the delegate's status on chaperon %s/%s: %w", ch.Namespace, ch.Name, err)
 	}
 	c.chaperons.Mutation(written)
-	klog.FromContext(ctx).V(4).Info("Mirrored delegate status", "chaperon", klog.KObj(ch), "phase", status.Phase)
+	klog.FromContext(ctx).V(4).Info("Mirrored delegate status", "chaperon", klog.KObj(ch), "phase", status.Phase, "node", node)
 	return true, nil
 }
 
 // reject reports on the chaperon that its delegate cannot be created, once
 // per distinct error: the status, then an Event.
 func (c *Controller) reject(ctx context.Context, ch *v1alpha1.PodChaperon, cause error) error {
-	wrote, err := c.mirror(ctx, ch, RejectedStatus(ch.Status, cause, metav1.Now()))
+	wrote, err := c.mirror(ctx, ch, RejectedStatus(ch.Status.PodStatus, cause, metav1.Now()), "")
 	if !wrote {
 		return err
 	}

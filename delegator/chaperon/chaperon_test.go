@@ -2,6 +2,7 @@ package chaperon
 
 import (
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -12,7 +13,7 @@ import (
 
 func chaperonAt(uid, rv, nodeName string) *v1alpha1.PodChaperon {
 	ch := &v1alpha1.PodChaperon{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: types.UID(uid), ResourceVersion: rv}}
-	ch.Spec.NodeName = nodeName
+	ch.Status.NodeName = nodeName
 	return ch
 }
 
@@ -46,7 +47,7 @@ func TestChaperonPrefersOurLastWrite(t *testing.T) {
 		t.Fatalf("nothing written: got rv %s, want the cache's", got.ResourceVersion)
 	}
 
-	// spec.nodeName patched (10 -> 11), then the status written (11 -> 12).
+	// The verdict written (10 -> 11), then the Running status (11 -> 12).
 	patched := chaperonAt("u1", "11", "n1")
 	c.chaperons.Mutation(patched)
 	if got := get(); got != patched {
@@ -88,5 +89,43 @@ func TestChaperonPrefersOurLastWrite(t *testing.T) {
 	set(fresh)
 	if got := get(); got != fresh {
 		t.Fatalf("another chaperon's UID: got uid %s, want u2", got.UID)
+	}
+}
+
+// The verdict on a just-bound delegate waits verdictHold from the first
+// time it was seen, not from each look; once written, nothing is kept.
+func TestVerdictHold(t *testing.T) {
+	c := &Controller{memos: map[string]*memo{}}
+	const key = "ns/p"
+	first := c.holdVerdict(key, "u1")
+	if first <= 0 || first > verdictHold {
+		t.Fatalf("first look: wait %s, want in (0, %s]", first, verdictHold)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if again := c.holdVerdict(key, "u1"); again > first-20*time.Millisecond {
+		t.Errorf("second look 20ms later: wait %s, want at most %s", again, first-20*time.Millisecond)
+	}
+	// Another chaperon of the same name starts its own hold.
+	time.Sleep(20 * time.Millisecond)
+	if other := c.holdVerdict(key, "u2"); other <= verdictHold-10*time.Millisecond {
+		t.Errorf("a new chaperon's first look: wait %s, want about %s", other, verdictHold)
+	}
+	c.verdictWritten(key, "u2")
+	if len(c.memos) != 0 {
+		t.Errorf("after the verdict: memos %v, want none", c.memos)
+	}
+	// A memo that remembers more outlives the hold.
+	c.memo(key, "u3", func(m *memo) { m.warnedHash = "h" })
+	c.holdVerdict(key, "u3")
+	c.verdictWritten(key, "u3")
+	if m := c.memos[key]; m == nil || m.warnedHash != "h" || !m.boundSeen.IsZero() {
+		t.Errorf("after the verdict: memo %+v, want the warned hash kept and the hold gone", m)
+	}
+	// Past the hold, no wait.
+	saved := verdictHold
+	verdictHold = 0
+	defer func() { verdictHold = saved }()
+	if wait := c.holdVerdict(key, "u4"); wait > 0 {
+		t.Errorf("hold 0: wait %s", wait)
 	}
 }

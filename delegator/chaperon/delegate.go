@@ -136,3 +136,14 @@ func Unreported(s corev1.PodStatus) bool {
 		s.Reason == "" && s.Message == "" &&
 		s.NominatedNodeName == "" && s.HostIP == "" && s.PodIP == ""
 }
+
+// JustBound tells whether a pod status says only that the pod is bound: a
+// delegate's between its binding (PodScheduled, which the binding sets)
+// and the first word of its kubelet, or a chaperon's that mirrors it.
+func JustBound(s corev1.PodStatus) bool {
+	if len(s.Conditions) != 1 || s.Conditions[0].Type != corev1.PodScheduled || s.Conditions[0].Status != corev1.ConditionTrue {
+		return false
+	}
+	s.Conditions = nil
+	return Unreported(s)
+}

@@ -207,3 +207,24 @@ func TestUnreported(t *testing.T) {
 		}
 	}
 }
+
+func TestJustBound(t *testing.T) {
+	scheduled := []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
+	for _, tc := range []struct {
+		name   string
+		status corev1.PodStatus
+		want   bool
+	}{
+		{"bound", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, Conditions: scheduled}, true},
+		{"new delegate", corev1.PodStatus{Phase: corev1.PodPending}, false},
+		{"refused by the target's scheduler", RejectedStatus(corev1.PodStatus{}, errors.New("no"), metav1.Now()), false},
+		{"kubelet started it", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled, HostIP: "10.0.0.1"}, false},
+		{"containers creating", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled, ContainerStatuses: []corev1.ContainerStatus{{Name: "main"}}}, false},
+		{"running", corev1.PodStatus{Phase: corev1.PodRunning, Conditions: scheduled}, false},
+		{"more conditions", corev1.PodStatus{Phase: corev1.PodPending, Conditions: append([]corev1.PodCondition{{Type: corev1.PodInitialized, Status: corev1.ConditionTrue}}, scheduled...)}, false},
+	} {
+		if got := JustBound(tc.status); got != tc.want {
+			t.Errorf("%s: JustBound() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -376,7 +376,7 @@ func (c *Controller) feedback(ctx context.Context, pod *corev1.Pod, ch *v1alpha1
 // delegate; the proxy keeps its QoS class and its own PodScheduled
 // condition (it is scheduled, to its virtual node).
 func Status(pod *corev1.Pod, ch *v1alpha1.PodChaperon) corev1.PodStatus {
-	s := *ch.Status.DeepCopy()
+	s := *ch.Status.PodStatus.DeepCopy()
 	s.QOSClass = pod.Status.QOSClass
 	var conditions []corev1.PodCondition
 	for _, cond := range pod.Status.Conditions {

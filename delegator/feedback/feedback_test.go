@@ -21,7 +21,7 @@ func TestStatusTakesTheDelegatesButKeepsTheProxysScheduling(t *testing.T) {
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "bound to virtual node"},
 		},
 	}}
-	ch := &v1alpha1.PodChaperon{Status: corev1.PodStatus{
+	ch := &v1alpha1.PodChaperon{Status: v1alpha1.PodChaperonStatus{NodeName: "cluster2-node-0", PodStatus: corev1.PodStatus{
 		Phase:    corev1.PodRunning,
 		PodIP:    "10.2.0.5",
 		QOSClass: corev1.PodQOSBestEffort,
@@ -30,7 +30,7 @@ func TestStatusTakesTheDelegatesButKeepsTheProxysScheduling(t *testing.T) {
 			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
 		},
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "nginx", Ready: true}},
-	}}
+	}}}
 	want := corev1.PodStatus{
 		Phase:    corev1.PodRunning,
 		PodIP:    "10.2.0.5",

@@ -591,7 +591,7 @@ func (c *Source) mark(ctx context.Context, st *targetState, ns, name string) err
 		return nil
 	}
 	cur, marked := ch.Annotations[AnnotationFollowed]
-	missing := waitingReason(ch.Status) == ReasonDependenciesMissing
+	missing := waitingReason(ch.Status.PodStatus) == ReasonDependenciesMissing
 	if marked && !missing {
 		return nil
 	}

@@ -273,9 +273,9 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 }
 
 // keepVerdict is the transform of the scheduler's PodChaperon caches: the
-// plugin reads a chaperon's identity and labels, its spec.nodeName and its
-// status's phase, PodScheduled condition and nominated node, never the pod
-// spec it carries, which is most of its size.
+// plugin reads a chaperon's identity and labels and its status's node,
+// phase, PodScheduled condition and nominated node, never the pod spec it
+// carries, which is most of its size.
 func keepVerdict(obj any) (any, error) {
 	c, ok := obj.(*v1alpha1.PodChaperon)
 	if !ok {
@@ -293,11 +293,13 @@ func keepVerdict(obj any) (any, error) {
 			DeletionTimestamp: c.DeletionTimestamp,
 			Labels:            c.Labels,
 		},
-		Spec: v1.PodSpec{NodeName: c.Spec.NodeName},
-		Status: v1.PodStatus{
-			Phase:             c.Status.Phase,
-			Conditions:        c.Status.Conditions,
-			NominatedNodeName: c.Status.NominatedNodeName,
+		Status: v1alpha1.PodChaperonStatus{
+			PodStatus: v1.PodStatus{
+				Phase:             c.Status.Phase,
+				Conditions:        c.Status.Conditions,
+				NominatedNodeName: c.Status.NominatedNodeName,
+			},
+			NodeName: c.Status.NodeName,
 		},
 	}, nil
 }
@@ -878,17 +880,17 @@ func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
 		p.mu.Unlock()
 		return
 	}
-	if c.Spec.NodeName != "" && r.nodeName == "" {
-		r.nodeName = c.Spec.NodeName
+	if c.Status.NodeName != "" && r.nodeName == "" {
+		r.nodeName = c.Status.NodeName
 	}
 	ours := r.chaperonUID == "" || r.chaperonUID == c.UID
 	if ours {
 		p.progressLocked(r, c.ResourceVersion)
 	}
 	p.mu.Unlock()
-	if ours && c.Spec.NodeName != "" {
+	if ours && c.Status.NodeName != "" {
 		// The target's scheduler bound the candidate: its delegator
-		// reports the node at once, before any status.
+		// reports the node with the first status that shows it bound.
 		p.decide(uid, true, "")
 		return
 	}

@@ -190,12 +190,14 @@ func TestKeepVerdictKeepsWhatThePluginReads(t *testing.T) {
 	}
 	c.UID, c.ResourceVersion = "uid-c", "42"
 	c.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-scheduler-admiralty"}}
-	c.Spec.NodeName = "cluster2-node-0"
-	c.Status = v1.PodStatus{
-		Phase:             v1.PodPending,
-		NominatedNodeName: "cluster2-node-1",
-		Conditions:        []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionFalse, Reason: v1.PodReasonUnschedulable, Message: "0/3 nodes"}},
-		ContainerStatuses: []v1.ContainerStatus{{Name: "nginx"}},
+	c.Status = v1alpha1.PodChaperonStatus{
+		PodStatus: v1.PodStatus{
+			Phase:             v1.PodPending,
+			NominatedNodeName: "cluster2-node-1",
+			Conditions:        []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionFalse, Reason: v1.PodReasonUnschedulable, Message: "0/3 nodes"}},
+			ContainerStatuses: []v1.ContainerStatus{{Name: "nginx"}},
+		},
+		NodeName: "cluster2-node-0",
 	}
 	obj, err := keepVerdict(c.DeepCopy())
 	if err != nil {
@@ -204,8 +206,10 @@ func TestKeepVerdictKeepsWhatThePluginReads(t *testing.T) {
 	got := obj.(*v1alpha1.PodChaperon)
 	want := &v1alpha1.PodChaperon{
 		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace, UID: c.UID, ResourceVersion: c.ResourceVersion, Labels: c.Labels},
-		Spec:       v1.PodSpec{NodeName: c.Spec.NodeName},
-		Status:     v1.PodStatus{Phase: c.Status.Phase, NominatedNodeName: c.Status.NominatedNodeName, Conditions: c.Status.Conditions},
+		Status: v1alpha1.PodChaperonStatus{
+			PodStatus: v1.PodStatus{Phase: c.Status.Phase, NominatedNodeName: c.Status.NominatedNodeName, Conditions: c.Status.Conditions},
+			NodeName:  c.Status.NodeName,
+		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("trimmed chaperon (-want +got):\n%s", diff)

@@ -98,8 +98,8 @@ func TestChaperonLifecycle(t *testing.T) {
 		}
 		scheduled := podCondition(got.Status.Conditions, corev1.PodScheduled)
 		ok := got.Status.Phase == corev1.PodRunning && scheduled != nil && scheduled.Status == corev1.ConditionTrue &&
-			got.Spec.NodeName == first.Spec.NodeName && got.Status.PodIP != ""
-		return ok, fmt.Sprintf("phase %s, PodScheduled %+v, spec.nodeName %q, podIP %q", got.Status.Phase, scheduled, got.Spec.NodeName, got.Status.PodIP), nil
+			got.Status.NodeName == first.Spec.NodeName && got.Status.PodIP != ""
+		return ok, fmt.Sprintf("phase %s, PodScheduled %+v, status.nodeName %q, podIP %q", got.Status.Phase, scheduled, got.Status.NodeName, got.Status.PodIP), nil
 	})
 
 	// Deleted before it finished: a new delegate, scheduled anew.
@@ -112,6 +112,15 @@ func TestChaperonLifecycle(t *testing.T) {
 	}
 	checkRealNode(ctx, t, c2, second.Spec.NodeName)
 	waitEvent(ctx, t, c2, ns, "PodChaperon", "web-x1", chaperon.ReasonDelegateRecreated)
+	// The chaperon's status is the new delegate's, node included.
+	eventually(ctx, t, "chaperon status mirrors the recreated delegate", func(ctx context.Context) (bool, string, error) {
+		got, err := chaperons.Get(ctx, "web-x1", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		ok := got.Status.Phase == corev1.PodRunning && got.Status.NodeName == second.Spec.NodeName && got.Status.PodIP == second.Status.PodIP
+		return ok, fmt.Sprintf("phase %s, status.nodeName %q (want %q), podIP %q (want %q)", got.Status.Phase, got.Status.NodeName, second.Spec.NodeName, got.Status.PodIP, second.Status.PodIP), nil
+	})
 
 	// A pod's spec cannot change: the delegate stays, with an Event.
 	patch := []byte(`{"spec":{"containers":[{"name":"main","image":"nginx:2"}]}}`)

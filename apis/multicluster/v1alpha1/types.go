@@ -251,7 +251,7 @@ type ClusterSourceList struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=admiralty,shortName=chap
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PodChaperon struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -264,7 +264,18 @@ type PodChaperon struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
-	Status corev1.PodStatus `json:"status,omitempty"`
+	Status PodChaperonStatus `json:"status,omitempty"`
+}
+
+// PodChaperonStatus is the delegate's status, as the target's delegator
+// mirrors it, and the node it is bound to.
+type PodChaperonStatus struct {
+	corev1.PodStatus `json:",inline"`
+	// NodeName is the node of the delegate whose status this is, once
+	// bound (a pod's status does not say). Written with the status that
+	// first shows the delegate bound: a source takes its verdict from it.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
 }
 
 // PodChaperonList is a list of PodChaperons.
