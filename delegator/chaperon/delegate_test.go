@@ -187,44 +187,30 @@ func TestRejectedStatus(t *testing.T) {
 	}
 }
 
-func TestUnreported(t *testing.T) {
+// Unreported and JustBound: what a status says that a source reads.
+func TestUnreportedAndJustBound(t *testing.T) {
 	scheduled := []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
 	for _, tc := range []struct {
-		name   string
-		status corev1.PodStatus
-		want   bool
+		name                 string
+		status               corev1.PodStatus
+		unreported, boundNow bool
 	}{
-		{"chaperon before any mirror", corev1.PodStatus{}, true},
-		{"new delegate", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}, true},
-		{"bound", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled}, false},
-		{"refused by the target's scheduler", RejectedStatus(corev1.PodStatus{}, errors.New("no"), metav1.Now()), false},
-		{"nominated for preemption", corev1.PodStatus{Phase: corev1.PodPending, NominatedNodeName: "n1"}, false},
-		{"running", corev1.PodStatus{Phase: corev1.PodRunning}, false},
-		{"evicted", corev1.PodStatus{Phase: corev1.PodPending, Reason: "Evicted"}, false},
+		{"chaperon before any mirror", corev1.PodStatus{}, true, false},
+		{"new delegate", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}, true, false},
+		{"bound", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, Conditions: scheduled}, false, true},
+		{"refused by the target's scheduler", RejectedStatus(corev1.PodStatus{}, errors.New("no"), metav1.Now()), false, false},
+		{"nominated for preemption", corev1.PodStatus{Phase: corev1.PodPending, NominatedNodeName: "n1"}, false, false},
+		{"kubelet started it", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled, HostIP: "10.0.0.1"}, false, false},
+		{"containers creating", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled, ContainerStatuses: []corev1.ContainerStatus{{Name: "main"}}}, false, false},
+		{"more conditions", corev1.PodStatus{Phase: corev1.PodPending, Conditions: append([]corev1.PodCondition{{Type: corev1.PodInitialized, Status: corev1.ConditionTrue}}, scheduled...)}, false, false},
+		{"running", corev1.PodStatus{Phase: corev1.PodRunning, Conditions: scheduled}, false, false},
+		{"evicted", corev1.PodStatus{Phase: corev1.PodPending, Reason: "Evicted"}, false, false},
 	} {
-		if got := Unreported(tc.status); got != tc.want {
-			t.Errorf("%s: Unreported() = %v, want %v", tc.name, got, tc.want)
+		if got := Unreported(tc.status); got != tc.unreported {
+			t.Errorf("%s: Unreported() = %v, want %v", tc.name, got, tc.unreported)
 		}
-	}
-}
-
-func TestJustBound(t *testing.T) {
-	scheduled := []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
-	for _, tc := range []struct {
-		name   string
-		status corev1.PodStatus
-		want   bool
-	}{
-		{"bound", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort, Conditions: scheduled}, true},
-		{"new delegate", corev1.PodStatus{Phase: corev1.PodPending}, false},
-		{"refused by the target's scheduler", RejectedStatus(corev1.PodStatus{}, errors.New("no"), metav1.Now()), false},
-		{"kubelet started it", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled, HostIP: "10.0.0.1"}, false},
-		{"containers creating", corev1.PodStatus{Phase: corev1.PodPending, Conditions: scheduled, ContainerStatuses: []corev1.ContainerStatus{{Name: "main"}}}, false},
-		{"running", corev1.PodStatus{Phase: corev1.PodRunning, Conditions: scheduled}, false},
-		{"more conditions", corev1.PodStatus{Phase: corev1.PodPending, Conditions: append([]corev1.PodCondition{{Type: corev1.PodInitialized, Status: corev1.ConditionTrue}}, scheduled...)}, false},
-	} {
-		if got := JustBound(tc.status); got != tc.want {
-			t.Errorf("%s: JustBound() = %v, want %v", tc.name, got, tc.want)
+		if got := JustBound(tc.status); got != tc.boundNow {
+			t.Errorf("%s: JustBound() = %v, want %v", tc.name, got, tc.boundNow)
 		}
 	}
 }
