@@ -3,7 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -319,4 +321,67 @@ func describePod(p *corev1.Pod) string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("%s uid %s phase %s node %q deleting %v", p.Name, p.UID, p.Status.Phase, p.Spec.NodeName, p.DeletionTimestamp != nil)
+}
+
+// The source's verdict does not wait for the delegate to run: a delegate
+// bound but not started (its kubelet, kwok here, paused) is told on the
+// chaperon, its node and PodScheduled, while Pending; its start follows.
+func TestChaperonVerdictBeforeTheDelegateStarts(t *testing.T) {
+	c2 := sandbox.Clusters[1]
+	ctx := testContext(t, 2*time.Minute)
+	ns := namespace(t, c2, "chaperon-verdict", nil)
+	chaperons := versioned.NewForConfigOrDie(c2.Config).MulticlusterV1alpha1().PodChaperons(ns)
+
+	kwok := component{name: c2.Context + " kwok", pidFile: filepath.Join(c2.KwokWorkdir, "pids", "kwok-controller.pid")}
+	pid := kwok.pid()
+	if pid <= 0 || !kwok.alive() {
+		t.Fatalf("%s: no running process in %s", kwok.name, kwok.pidFile)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("pausing %s: %v", kwok.name, err)
+	}
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Errorf("resuming %s: %v", kwok.name, err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+
+	if _, err := chaperons.Create(ctx, sourceChaperon(ns, "web-v1", "100m"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var node string
+	eventually(ctx, t, "chaperon tells the node of its bound, not started delegate", func(ctx context.Context) (bool, string, error) {
+		pod, err := c2.Client.CoreV1().Pods(ns).Get(ctx, "web-v1", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, "no delegate", nil
+		}
+		if err != nil {
+			return false, "", err
+		}
+		got, err := chaperons.Get(ctx, "web-v1", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		node = pod.Spec.NodeName
+		scheduled := podCondition(got.Status.Conditions, corev1.PodScheduled)
+		ok := node != "" && pod.Status.Phase == corev1.PodPending && got.Status.NodeName == node &&
+			got.Status.Phase == corev1.PodPending && scheduled != nil && scheduled.Status == corev1.ConditionTrue
+		return ok, fmt.Sprintf("delegate %s; chaperon phase %s, PodScheduled %+v, status.nodeName %q", describePod(pod), got.Status.Phase, scheduled, got.Status.NodeName), nil
+	})
+	checkRealNode(ctx, t, c2, node)
+
+	resume()
+	eventually(ctx, t, "chaperon mirrors the started delegate", func(ctx context.Context) (bool, string, error) {
+		got, err := chaperons.Get(ctx, "web-v1", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		ok := got.Status.Phase == corev1.PodRunning && got.Status.NodeName == node && got.Status.PodIP != ""
+		return ok, fmt.Sprintf("phase %s, status.nodeName %q (want %q), podIP %q", got.Status.Phase, got.Status.NodeName, node, got.Status.PodIP), nil
+	})
 }
