@@ -216,7 +216,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	if err != nil {
 		return controller.Result{}, err
 	}
-	wait, err := c.delegateExists(ctx, ch, pod)
+	wait, err := c.delegateExists(ctx, key, ch, pod)
 	return controller.Result{RequeueAfter: wait}, err
 }
 
@@ -252,7 +252,7 @@ func (c *Controller) holdVerdict(key string, uid types.UID) time.Duration {
 }
 
 // verdictWritten forgets the hold of the chaperon of key and uid, and its
-// memo if nothing else is remembered.
+// memo if that leaves nothing remembered.
 func (c *Controller) verdictWritten(key string, uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -261,7 +261,7 @@ func (c *Controller) verdictWritten(key string, uid types.UID) {
 		return
 	}
 	m.boundSeen = time.Time{}
-	if m.finished == nil && m.warnedHash == "" {
+	if *m == (memo{chaperonUID: uid}) {
 		delete(c.memos, key)
 	}
 }
@@ -418,7 +418,7 @@ func (c *Controller) delegateMissing(ctx context.Context, key string, ch *v1alph
 			return getErr
 		}
 		// The pod's own events bring this key back for its status.
-		_, err := c.delegateExists(ctx, ch, existing)
+		_, err := c.delegateExists(ctx, key, ch, existing)
 		return err
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		// The namespace controller deletes the delegate, then the chaperon:
@@ -457,7 +457,7 @@ func (c *Controller) waitForDependencies(ctx context.Context, ch *v1alpha1.PodCh
 // delegateExists checks that pod is the chaperon's delegate, then reports
 // its node and status on the chaperon; a positive wait asks to come back
 // then.
-func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (time.Duration, error) {
+func (c *Controller) delegateExists(ctx context.Context, key string, ch *v1alpha1.PodChaperon, pod *corev1.Pod) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	owner := controllerOf(pod)
 	switch {
@@ -483,7 +483,7 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 	}
 
 	if h, ok := pod.Annotations[AnnotationSpecHash]; ok && h != SpecHash(&ch.Spec) {
-		c.warnSpecChanged(ctx, ch, pod)
+		c.warnSpecChanged(ctx, key, ch, pod)
 	}
 	if pod.DeletionTimestamp != nil && IsTerminal(pod.Status.Phase) {
 		// Killed because it is being deleted (a kubelet makes such a pod
@@ -492,7 +492,6 @@ func (c *Controller) delegateExists(ctx context.Context, ch *v1alpha1.PodChapero
 		// leave.
 		return 0, nil
 	}
-	key := ch.Namespace + "/" + ch.Name
 	node := pod.Spec.NodeName
 	if node != "" && node != ch.Status.NodeName {
 		// Bound, and the chaperon does not say where: the source's
@@ -569,10 +568,10 @@ func isRejected(ch *v1alpha1.PodChaperon) bool {
 	return false
 }
 
-func (c *Controller) warnSpecChanged(ctx context.Context, ch *v1alpha1.PodChaperon, pod *corev1.Pod) {
+func (c *Controller) warnSpecChanged(ctx context.Context, key string, ch *v1alpha1.PodChaperon, pod *corev1.Pod) {
 	h := SpecHash(&ch.Spec)
 	var already bool
-	c.memo(ch.Namespace+"/"+ch.Name, ch.UID, func(m *memo) {
+	c.memo(key, ch.UID, func(m *memo) {
 		already = m.warnedHash == h
 		m.warnedHash = h
 	})
