@@ -237,7 +237,7 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 		d.MCInformers = mcinformers.NewSharedInformerFactoryWithOptions(mcClient, 0, mcinformers.WithTransform(targets.DropManagedFields))
 		d.Delegates = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimDelegate),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelParentClusterName }))
-		d.Proxies = informers.NewSharedInformerFactoryWithOptions(client, 0, trim,
+		d.Proxies = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(TrimProxy),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = v1alpha1.LabelIsProxy + "=true" }))
 		d.Targets = targets.NewRegistry(targets.Options{
 			SourceClusterName: o.ClusterName,
@@ -248,6 +248,7 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 			WriteStatus:       true,
 			Recorder:          d.Recorder,
 			HealthInterval:    o.TargetHealthInterval,
+			ChaperonTransform: TrimSourceChaperon,
 		}, client, mcClient, d.MCInformers)
 		// The registry runs like a controller, before the ones that use it.
 		factories := append([]ControllerFactory{func(context.Context, *Delegator) (Controller, error) { return d.Targets, nil }}, factories...)
@@ -397,6 +398,63 @@ func (o *Options) elector(cfg *rest.Config, recorder record.EventRecorder, check
 			OnStoppedLeading: lost,
 		},
 	})
+}
+
+// TrimProxy is the transform of the proxies' cache: its readers (the
+// feedback, which writes a proxy's status with a patch, see
+// feedback.StatusPatch; the services controller, by labels) read a proxy's
+// metadata, spec.nodeName and status. Nothing updates a proxy from this
+// cache, so the rest of the spec and the original manifest, which the
+// proxy's annotation holds for the scheduler (half of a small pod's size),
+// are left out, as is kubectl's last-applied configuration.
+func TrimProxy(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	p.ManagedFields = nil
+	p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName}
+	delete(p.Annotations, v1alpha1.AnnotationSourcePodManifest)
+	delete(p.Annotations, corev1.LastAppliedConfigAnnotation)
+	return p, nil
+}
+
+// TrimSourceChaperon is the transform of the caches of this source's
+// PodChaperons in its targets: their readers (the feedback, the follow
+// controller, the virtual kubelet, the stats) read a chaperon's metadata
+// and status, and of its spec only what follow.References reads: the
+// environment of each container, the volumes and the image pull secrets.
+// The rest of each container (image, command, resources, probes...) and of
+// the spec is left out. Nothing updates a chaperon from this cache (the
+// follow controller patches its annotations). The target's own chaperon
+// controller, which makes the delegates, has a cache of its own.
+func TrimSourceChaperon(obj any) (any, error) {
+	ch, ok := obj.(*v1alpha1.PodChaperon)
+	if !ok {
+		return obj, nil
+	}
+	ch.ManagedFields = nil
+	env := func(cs []corev1.Container) []corev1.Container {
+		var out []corev1.Container
+		for _, c := range cs {
+			out = append(out, corev1.Container{Name: c.Name, Env: c.Env, EnvFrom: c.EnvFrom})
+		}
+		return out
+	}
+	var ephemeral []corev1.EphemeralContainer
+	for _, c := range ch.Spec.EphemeralContainers {
+		ephemeral = append(ephemeral, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: c.Name, Env: c.Env, EnvFrom: c.EnvFrom,
+		}})
+	}
+	ch.Spec = corev1.PodSpec{
+		InitContainers:      env(ch.Spec.InitContainers),
+		Containers:          env(ch.Spec.Containers),
+		EphemeralContainers: ephemeral,
+		Volumes:             ch.Spec.Volumes,
+		ImagePullSecrets:    ch.Spec.ImagePullSecrets,
+	}
+	return ch, nil
 }
 
 // trimDelegate is the transform of the delegates' cache: its readers (the

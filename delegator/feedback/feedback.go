@@ -11,6 +11,7 @@ package feedback
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -358,9 +360,11 @@ func (c *Controller) feedback(ctx context.Context, pod *corev1.Pod, ch *v1alpha1
 	if apiequality.Semantic.DeepEqual(want, pod.Status) {
 		return nil
 	}
-	updated := pod.DeepCopy()
-	updated.Status = want
-	_, err := c.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	patch, err := StatusPatch(pod, want)
+	if err != nil {
+		return err
+	}
+	_, err = c.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		// The informer brings the newer proxy; this key comes again.
 		return nil
@@ -369,6 +373,28 @@ func (c *Controller) feedback(ctx context.Context, pod *corev1.Pod, ch *v1alpha1
 		c.recorder.Eventf(pod, corev1.EventTypeWarning, ReasonFeedbackFailed, "cannot update the proxy's status: %v", err)
 	}
 	return err
+}
+
+// StatusPatch is the strategic merge patch of pods/status that turns the
+// cached proxy's status into want, conditioned on the cached
+// resourceVersion: a proxy changed since fails with a Conflict, as an update
+// would, and is looked at again when the informer brings it. A patch lets
+// the proxies' cache go without what a full update would send back: the
+// spec and the original manifest (see TrimProxy in delegator/app).
+func StatusPatch(pod *corev1.Pod, want corev1.PodStatus) ([]byte, error) {
+	old, err := json.Marshal(corev1.Pod{Status: pod.Status})
+	if err != nil {
+		return nil, err
+	}
+	updated, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: pod.ResourceVersion}, Status: want})
+	if err != nil {
+		return nil, err
+	}
+	patch, err := strategicpatch.CreateTwoWayMergePatch(old, updated, &corev1.Pod{})
+	if err != nil {
+		return nil, fmt.Errorf("status patch of proxy %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return patch, nil
 }
 
 // Status is the proxy's status given its delegate's, as mirrored on the

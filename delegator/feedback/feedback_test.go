@@ -1,6 +1,7 @@
 package feedback
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/tools/cache"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
@@ -87,5 +89,95 @@ func TestDeletedProxiesAreRememberedForAWhile(t *testing.T) {
 	c.proxyDeleted(pod("c"))
 	if c.sawDeleted("a") || !c.sawDeleted("b") || !c.sawDeleted("c") {
 		t.Errorf("after deletedMemory, a should be forgotten, b and c kept: %v", c.deleted)
+	}
+}
+
+func TestStatusPatchMakesTheProxysStatusWantAndNothingElse(t *testing.T) {
+	start := metav1.NewTime(time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC))
+	running := corev1.PodStatus{
+		Phase:    corev1.PodRunning,
+		Message:  "running in cluster2",
+		PodIP:    "10.2.0.5",
+		PodIPs:   []corev1.PodIP{{IP: "10.2.0.5"}},
+		QOSClass: corev1.PodQOSBurstable,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "nginx", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: start}}}},
+		StartTime:         &start,
+	}
+	failed := corev1.PodStatus{
+		Phase:    corev1.PodFailed,
+		Reason:   "Evicted",
+		QOSClass: corev1.PodQOSBurstable,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "nginx", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137}}}},
+		StartTime:         &start,
+	}
+	for _, tc := range []struct {
+		name     string
+		from, to corev1.PodStatus
+	}{
+		{"pending to running: fields and a condition added", corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBurstable, Conditions: running.Conditions[:1]}, running},
+		{"running to failed: message, IPs and a condition removed, a container state replaced", running, failed},
+		{"failed back to nothing but the phase", failed, corev1.PodStatus{Phase: corev1.PodPending}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// What the API server holds; the cache has neither the spec
+			// nor the manifest annotation, which the patch must not touch.
+			live := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", ResourceVersion: "42", Annotations: map[string]string{
+					v1alpha1.AnnotationSourcePodManifest: `{"kind":"Pod"}`,
+				}},
+				Spec:   corev1.PodSpec{NodeName: "admiralty-c2", Containers: []corev1.Container{{Name: "nginx", Image: "nginx"}}},
+				Status: tc.from,
+			}
+			cached := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", ResourceVersion: "42"},
+				Spec: corev1.PodSpec{NodeName: "admiralty-c2"}, Status: tc.from}
+			patch, err := StatusPatch(cached, tc.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			liveJSON, err := json.Marshal(live)
+			if err != nil {
+				t.Fatal(err)
+			}
+			patchedJSON, err := strategicpatch.StrategicMergePatch(liveJSON, patch, &corev1.Pod{})
+			if err != nil {
+				t.Fatalf("patch %s: %v", patch, err)
+			}
+			var patched corev1.Pod
+			if err := json.Unmarshal(patchedJSON, &patched); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.to, patched.Status); diff != "" {
+				t.Errorf("status after patch %s (-want +got):\n%s", patch, diff)
+			}
+			wantMeta := live.ObjectMeta
+			if diff := cmp.Diff(wantMeta, patched.ObjectMeta); diff != "" {
+				t.Errorf("metadata after patch %s (-want +got), the resourceVersion must be the cached one, a precondition:\n%s", patch, diff)
+			}
+			if diff := cmp.Diff(live.Spec, patched.Spec); diff != "" {
+				t.Errorf("spec after patch %s (-want +got):\n%s", patch, diff)
+			}
+		})
+	}
+}
+
+func TestStatusPatchCarriesTheCachedResourceVersion(t *testing.T) {
+	patch, err := StatusPatch(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "42"}}, corev1.PodStatus{Phase: corev1.PodRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(patch, &got); err != nil || got.Metadata.ResourceVersion != "42" {
+		t.Errorf("patch %s: resourceVersion %q (%v), want 42", patch, got.Metadata.ResourceVersion, err)
 	}
 }

@@ -5,6 +5,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/app"
 )
 
 func cmKey(name string) *corev1.ConfigMapKeySelector {
@@ -104,6 +107,16 @@ func TestReferences(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, References(&tc.spec)); diff != "" {
 				t.Errorf("References (-want +got):\n%s", diff)
+			}
+			// The delegator's caches of its chaperons in targets keep
+			// only what References reads.
+			obj, err := app.TrimSourceChaperon(&v1alpha1.PodChaperon{Spec: *tc.spec.DeepCopy()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			trimmed := obj.(*v1alpha1.PodChaperon).Spec
+			if diff := cmp.Diff(tc.want, References(&trimmed)); diff != "" {
+				t.Errorf("References of the trimmed spec (-want +got):\n%s", diff)
 			}
 		})
 	}
