@@ -74,7 +74,7 @@ func TestAwaitsKubelet(t *testing.T) {
 }
 
 func TestDeletedProxiesAreRememberedForAWhile(t *testing.T) {
-	c := &Controller{deleted: map[types.UID]time.Time{}}
+	c := &Controller{}
 	pod := func(uid string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}} }
 	if c.sawDeleted("a") {
 		t.Fatal("a proxy never deleted is remembered as deleted")
@@ -83,12 +83,30 @@ func TestDeletedProxiesAreRememberedForAWhile(t *testing.T) {
 	c.proxyDeleted(cache.DeletedFinalStateUnknown{Key: "ns/b", Obj: pod("b")})
 	c.proxyDeleted("not a pod")
 	if !c.sawDeleted("a") || !c.sawDeleted("b") {
-		t.Fatalf("deleted proxies a (event) and b (tombstone) not remembered: %v", c.deleted)
+		t.Fatalf("deleted proxies a (event) and b (tombstone) not remembered: %v", c.deleted.at)
 	}
-	c.deleted["a"] = time.Now().Add(-deletedMemory - time.Second)
-	c.proxyDeleted(pod("c"))
-	if c.sawDeleted("a") || !c.sawDeleted("b") || !c.sawDeleted("c") {
-		t.Errorf("after deletedMemory, a should be forgotten, b and c kept: %v", c.deleted)
+	c.deleted.at["a"] = time.Now().Add(-deletedMemory - time.Second)
+	if c.sawDeleted("a") || !c.sawDeleted("b") {
+		t.Errorf("after deletedMemory, a should be forgotten, b kept: %v", c.deleted.at)
+	}
+}
+
+func TestRecentUIDsForgetTheOldOnesNowAndThen(t *testing.T) {
+	var r recentUIDs
+	start := time.Now()
+	r.add("old", start)
+	if !r.has("old", start.Add(deletedMemory)) || r.has("old", start.Add(deletedMemory+time.Second)) {
+		t.Fatal("a UID is remembered for deletedMemory exactly")
+	}
+	// Adds within deletedMemory/6 of the last walk do not walk the map.
+	r.add("x", start.Add(deletedMemory/12))
+	if len(r.at) != 2 {
+		t.Fatalf("remembered %v, want old and x", r.at)
+	}
+	later := start.Add(deletedMemory + time.Second)
+	r.add("new", later)
+	if _, ok := r.at["old"]; ok || !r.has("new", later) || !r.has("x", later) {
+		t.Errorf("after deletedMemory, the next add forgets old only: %v", r.at)
 	}
 }
 
