@@ -235,8 +235,9 @@ func errOutput(err error) string {
 // clearPods removes what loads the API servers, before the next scenario:
 // first the proxies (force-deleted: they have no kubelet to confirm), then
 // the PodChaperons left (so that no delegate is made again), then every pod
-// left (delegates, force-deleted too) and the kwok nodes, then the Events,
-// each cluster in parallel. Each step is one DeleteCollection (the
+// left (delegates, force-deleted too) and the kwok nodes, each cluster in
+// parallel; the Events meanwhile, since nothing waits for them (then once
+// more at the end, for any made since). Each step is one DeleteCollection (the
 // sandbox's kube-apiservers delete 8 objects at once,
 // --delete-collection-workers) instead of a request per object; it took as
 // long (38-51 s for a T scenario at K = 1,000, 41-45 s before): the time
@@ -259,11 +260,30 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 		what := strings.TrimSpace("pods " + selector)
 		return logged(c, what, deleteCollection(ctx, c, ns, what, selector, force, c.kube.CoreV1().Pods(ns).DeleteCollection, nil))
 	}
+	// The Events of the pods: thousands, which the namespace controller
+	// would delete while the next scenario runs.
+	deleteEvents := func(c *cluster) error {
+		del := c.kube.CoreV1().Events(ns).DeleteCollection
+		return logged(c, "Events", deleteCollection(ctx, c, ns, "Events", "", metav1.DeleteOptions{}, del, nil))
+	}
+	events := make(chan error, len(used))
+	for _, c := range used {
+		go func() { events <- deleteEvents(c) }()
+	}
+	waitEvents := func() error {
+		var first error
+		for range used {
+			if err := <-events; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 	// The proxies first: for each, the delegator deletes its chaperon in
 	// its target, which deleting the chaperons at the same time would
 	// race (a second request for most). Then what is left of them.
 	if err := deletePods(used[0], labelApp+"="+appName); err != nil {
-		return err
+		return errors.Join(err, waitEvents())
 	}
 	var fns []func() error
 	if ours {
@@ -275,7 +295,7 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 		}
 	}
 	if err := parallel(fns); err != nil {
-		return err
+		return errors.Join(err, waitEvents())
 	}
 	fns = nil
 	for _, c := range used {
@@ -297,14 +317,15 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 				}
 				return true, nil
 			})
-			if err != nil {
-				return err
-			}
-			// The Events of the pods: thousands, which the namespace
-			// controller would delete while the next scenario runs.
-			del := c.kube.CoreV1().Events(ns).DeleteCollection
-			return logged(c, "Events", deleteCollection(ctx, c, ns, "Events", "", metav1.DeleteOptions{}, del, nil))
+			return err
 		})
+	}
+	if err := errors.Join(parallel(fns), waitEvents()); err != nil {
+		return err
+	}
+	fns = nil
+	for _, c := range used {
+		fns = append(fns, func() error { return deleteEvents(c) })
 	}
 	return parallel(fns)
 }
