@@ -128,12 +128,7 @@ func New(client kubernetes.Interface, mcClient versioned.Interface, recorder rec
 	_, _ = chaperonInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { onChaperon(obj, c.chaperons.OnAddOrUpdate) },
 		UpdateFunc: func(_, obj any) { onChaperon(obj, c.chaperons.OnAddOrUpdate) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			onChaperon(obj, c.chaperons.OnDelete)
-		},
+		DeleteFunc: func(obj any) { onChaperon(controller.Object(obj), c.chaperons.OnDelete) },
 	})
 	_, _ = podInformer.AddEventHandler(c.controller.MappedHandler(func(obj any) []string {
 		pod, ok := obj.(*corev1.Pod)

@@ -159,10 +159,7 @@ func (c *Controller) Start(ctx context.Context) error {
 // filter (nil: all), and on updates for which changed (nil: always) is true.
 func (c *Controller) handler(changed func(old, cur any) bool, filter func(obj any) bool) cache.ResourceEventHandler {
 	pass := func(obj any) bool {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		return filter == nil || filter(obj)
+		return filter == nil || filter(controller.Object(obj))
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {

@@ -90,14 +90,21 @@ func (c *Controller) Handler() cache.ResourceEventHandler {
 	}
 }
 
+// Object is the object of an informer event: obj itself, or for a deletion
+// the watch missed (seen on a relist), the last state its
+// cache.DeletedFinalStateUnknown tombstone holds.
+func Object(obj any) any {
+	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return tombstone.Obj
+	}
+	return obj
+}
+
 // MappedHandler enqueues the keys that mapFn returns for an object, e.g. the
 // owner of an owned object.
 func (c *Controller) MappedHandler(mapFn func(obj any) []string) cache.ResourceEventHandler {
 	enqueue := func(obj any) {
-		if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tombstone.Obj
-		}
-		for _, key := range mapFn(obj) {
+		for _, key := range mapFn(Object(obj)) {
 			c.queue.Add(key)
 		}
 	}

@@ -6,6 +6,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 func TestReconcileRetriesErrorsAndRequeuesOnRequest(t *testing.T) {
@@ -49,5 +52,18 @@ func TestReconcileRetriesErrorsAndRequeuesOnRequest(t *testing.T) {
 	defer mu.Unlock()
 	if calls["flaky"] != 3 || calls["again"] != 2 {
 		t.Errorf("calls = %v, want flaky 3 (two errors then success), again 2", calls)
+	}
+}
+
+func TestObjectUnwrapsTombstones(t *testing.T) {
+	pod := &corev1.Pod{}
+	if got := Object(pod); got != pod {
+		t.Errorf("Object(pod) = %v, want the pod", got)
+	}
+	if got := Object(cache.DeletedFinalStateUnknown{Key: "ns/p", Obj: pod}); got != pod {
+		t.Errorf("Object(tombstone) = %v, want the pod it holds", got)
+	}
+	if got := Object(nil); got != nil {
+		t.Errorf("Object(nil) = %v, want nil", got)
 	}
 }

@@ -307,10 +307,7 @@ func (r recordDeletes) OnDelete(obj any) {
 
 // proxyDeleted remembers the UID of a deleted proxy.
 func (c *Controller) proxyDeleted(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := controller.Object(obj).(*corev1.Pod)
 	if !ok {
 		return
 	}

@@ -115,10 +115,7 @@ func NewGate(clusterName string, client kubernetes.Interface, mcClient versioned
 	g.ingresses = g.factory.Networking().V1().Ingresses().Informer()
 	_, _ = g.ingresses.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
-			if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tombstone.Obj
-			}
-			if ing, ok := obj.(*networkingv1.Ingress); ok {
+			if ing, ok := controller.Object(obj).(*networkingv1.Ingress); ok {
 				for _, name := range IngressSecrets(ing) {
 					g.gc.EnqueueKey(gcKey(kindSecret, ing.Namespace, name))
 				}
@@ -138,10 +135,7 @@ func NewGate(clusterName string, client kubernetes.Interface, mcClient versioned
 	// A chaperon that goes may leave copies that nothing uses.
 	_, _ = chaperonInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
-			if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tombstone.Obj
-			}
-			ch, ok := obj.(*v1alpha1.PodChaperon)
+			ch, ok := controller.Object(obj).(*v1alpha1.PodChaperon)
 			if !ok {
 				return
 			}
@@ -186,10 +180,7 @@ func (g *Gate) Start(ctx context.Context) error {
 func gcKey(k *kind, ns, name string) string { return k.name + "|" + ns + "|" + name }
 
 func (g *Gate) copyChanged(k *kind, obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tombstone.Obj
-	}
-	o, ok := obj.(metav1.Object)
+	o, ok := controller.Object(obj).(metav1.Object)
 	if !ok {
 		return
 	}

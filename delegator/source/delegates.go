@@ -189,10 +189,7 @@ func NewDelegatesController(_ context.Context, d *app.Delegator) (app.Controller
 }
 
 func onNamespace(obj any, enqueue func(string)) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if m, ok := obj.(metav1.Object); ok {
+	if m, ok := controller.Object(obj).(metav1.Object); ok {
 		enqueue(m.GetNamespace())
 	}
 }

@@ -145,10 +145,7 @@ func (c *Controller) Start(ctx context.Context) error {
 // Filter selects virtual nodes (and their tombstones) in a node informer's
 // events.
 func Filter(obj any) bool {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	n, ok := obj.(*corev1.Node)
+	n, ok := controller.Object(obj).(*corev1.Node)
 	return ok && v1alpha1.IsVirtualNode(n)
 }
 

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
 	"admiralty.io/multicluster-scheduler/names"
 )
 
@@ -83,10 +84,7 @@ func (h handlerFuncs) OnDelete(obj any) {
 	if h.onDelete == nil {
 		return
 	}
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	if c, ok := obj.(*v1alpha1.PodChaperon); ok {
+	if c, ok := controller.Object(obj).(*v1alpha1.PodChaperon); ok {
 		h.onDelete(c)
 	}
 }
