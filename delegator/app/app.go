@@ -412,8 +412,7 @@ func TrimProxy(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	p.ManagedFields = nil
-	p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName}
+	trimToNode(p)
 	delete(p.Annotations, v1alpha1.AnnotationSourcePodManifest)
 	delete(p.Annotations, corev1.LastAppliedConfigAnnotation)
 	return p, nil
@@ -463,11 +462,14 @@ func TrimSourceChaperon(obj any) (any, error) {
 // spec.nodeName and status, never the rest of its spec, which a chaperon
 // holds anyway. Nothing updates a delegate from this cache.
 func trimDelegate(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
+	if p, ok := obj.(*corev1.Pod); ok {
+		trimToNode(p)
 	}
+	return obj, nil
+}
+
+// trimToNode drops a cached pod's managed fields and its spec but the node.
+func trimToNode(p *corev1.Pod) {
 	p.ManagedFields = nil
 	p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName}
-	return p, nil
 }
