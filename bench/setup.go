@@ -261,29 +261,22 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 		return logged(c, what, deleteCollection(ctx, c, ns, what, selector, force, c.kube.CoreV1().Pods(ns).DeleteCollection, nil))
 	}
 	// The Events of the pods: thousands, which the namespace controller
-	// would delete while the next scenario runs.
-	deleteEvents := func(c *cluster) error {
-		del := c.kube.CoreV1().Events(ns).DeleteCollection
-		return logged(c, "Events", deleteCollection(ctx, c, ns, "Events", "", metav1.DeleteOptions{}, del, nil))
-	}
-	events := make(chan error, len(used))
+	// would delete while the next scenario runs. They go while the pods do,
+	// then once more at the end, for any made since.
+	var deleteEvents []func() error
 	for _, c := range used {
-		go func() { events <- deleteEvents(c) }()
+		deleteEvents = append(deleteEvents, func() error {
+			del := c.kube.CoreV1().Events(ns).DeleteCollection
+			return logged(c, "Events", deleteCollection(ctx, c, ns, "Events", "", metav1.DeleteOptions{}, del, nil))
+		})
 	}
-	waitEvents := func() error {
-		var first error
-		for range used {
-			if err := <-events; err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
-	}
+	events := make(chan error, 1)
+	go func() { events <- parallel(deleteEvents) }()
 	// The proxies first: for each, the delegator deletes its chaperon in
 	// its target, which deleting the chaperons at the same time would
 	// race (a second request for most). Then what is left of them.
 	if err := deletePods(used[0], labelApp+"="+appName); err != nil {
-		return errors.Join(err, waitEvents())
+		return errors.Join(err, <-events)
 	}
 	var fns []func() error
 	if ours {
@@ -295,7 +288,7 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 		}
 	}
 	if err := parallel(fns); err != nil {
-		return errors.Join(err, waitEvents())
+		return errors.Join(err, <-events)
 	}
 	fns = nil
 	for _, c := range used {
@@ -320,14 +313,10 @@ func clearPods(ctx context.Context, used []*cluster, ns string, ours bool) error
 			return err
 		})
 	}
-	if err := errors.Join(parallel(fns), waitEvents()); err != nil {
+	if err := errors.Join(parallel(fns), <-events); err != nil {
 		return err
 	}
-	fns = nil
-	for _, c := range used {
-		fns = append(fns, func() error { return deleteEvents(c) })
-	}
-	return parallel(fns)
+	return parallel(deleteEvents)
 }
 
 // deleteCollection deletes every object of a kind in c's namespace ns
