@@ -50,7 +50,7 @@ type Controller struct {
 	interval   time.Duration
 	client     versioned.Interface
 	nodes      corelisters.NodeLister
-	pods       corelisters.PodLister
+	pods       cache.Store
 	summaries  mclisters.ClusterSummaryLister
 	podFactory informers.SharedInformerFactory
 	controller *controller.Controller
@@ -70,8 +70,9 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	podFactory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = BoundPodsSelector }))
 	pods := podFactory.Core().V1().Pods()
-	// A cluster's pods are the largest cache the delegator holds.
-	if err := pods.Informer().SetTransform(trimPod); err != nil {
+	// A cluster's pods are the largest cache the delegator holds: it keeps
+	// what each uses, not the pods.
+	if err := pods.Informer().SetTransform(usageOf); err != nil {
 		return nil, err
 	}
 	// Nodes are shared with the virtual node controller (virtual nodes are
@@ -83,8 +84,9 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 }
 
 // New returns the controller of the summary named name. podInformer must
-// hold the bound, non-terminal pods (BoundPodsSelector); podFactory, if not
-// nil, is started and stopped with the controller.
+// hold the bound, non-terminal pods (BoundPodsSelector), as their Usage
+// (NewController sets the transform) or as pods; podFactory, if not nil, is
+// started and stopped with the controller.
 func New(name string, interval time.Duration, client versioned.Interface,
 	nodeInformer, podInformer, summaryInformer cache.SharedIndexInformer, podFactory informers.SharedInformerFactory) *Controller {
 	c := &Controller{
@@ -92,7 +94,7 @@ func New(name string, interval time.Duration, client versioned.Interface,
 		interval:   interval,
 		client:     client,
 		nodes:      corelisters.NewNodeLister(nodeInformer.GetIndexer()),
-		pods:       corelisters.NewPodLister(podInformer.GetIndexer()),
+		pods:       podInformer.GetStore(),
 		summaries:  mclisters.NewClusterSummaryLister(summaryInformer.GetIndexer()),
 		podFactory: podFactory,
 	}
@@ -115,15 +117,11 @@ func New(name string, interval time.Duration, client versioned.Interface,
 		return !ok || !v1alpha1.IsVirtualNode(n)
 	}))
 	_, _ = podInformer.AddEventHandler(c.handler(func(old, cur any) bool {
-		o, ok1 := old.(*corev1.Pod)
-		p, ok2 := cur.(*corev1.Pod)
-		if !ok1 || !ok2 {
-			return true
-		}
-		// Container states and probes change often and count for nothing.
-		// Host ports are immutable; requests change with an in-place resize.
-		return o.Spec.NodeName != p.Spec.NodeName || isTerminal(o) != isTerminal(p) ||
-			!apiequality.Semantic.DeepEqual(Requests(o), Requests(p))
+		o, ok1 := usageIn(old)
+		p, ok2 := usageIn(cur)
+		// Container states and probes change often and count for nothing;
+		// requests change with an in-place resize.
+		return !ok1 || !ok2 || !sameUsage(o, p)
 	}, nil))
 	_, _ = summaryInformer.AddEventHandler(c.handler(nil, func(obj any) bool {
 		s, ok := obj.(*v1alpha1.ClusterSummary)
@@ -205,9 +203,12 @@ func (c *Controller) reconcile(ctx context.Context, _ string) (controller.Result
 	if err != nil {
 		return controller.Result{}, err
 	}
-	pods, err := c.pods.List(labels.Everything())
-	if err != nil {
-		return controller.Result{}, err
+	objs := c.pods.List()
+	pods := make([]*Usage, 0, len(objs))
+	for _, obj := range objs {
+		if u, ok := usageIn(obj); ok {
+			pods = append(pods, u)
+		}
 	}
 	want := Build(c.name, nodes, pods)
 	cur, err := c.summaries.Get(c.name)
@@ -244,43 +245,24 @@ func (c *Controller) wrote(s *v1alpha1.ClusterSummary) {
 	c.mu.Unlock()
 }
 
-// trimPod keeps of a pod what the summary reads: its identity, node, the
-// spec fields that the resource helpers and host ports read (containers'
-// names, resources, ports and restart policy, pod-level resources,
-// overhead) and the whole status (resize conditions, allocated and actual
-// resources). Every bound pod of the cluster is in this cache: metadata,
-// volumes, environment, probes and the like were most of its size.
-func trimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
+// usageOf is the pods' informer's transform: a pod becomes its Usage. What
+// is not a pod (a Usage met again, as a resync requeues them) passes as it
+// is.
+func usageOf(obj any) (any, error) {
+	if p, ok := obj.(*corev1.Pod); ok {
+		return UsageOf(p), nil
 	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:              p.Name,
-			Namespace:         p.Namespace,
-			UID:               p.UID,
-			ResourceVersion:   p.ResourceVersion,
-			DeletionTimestamp: p.DeletionTimestamp,
-		},
-		Spec: corev1.PodSpec{
-			NodeName:       p.Spec.NodeName,
-			Containers:     trimContainers(p.Spec.Containers),
-			InitContainers: trimContainers(p.Spec.InitContainers),
-			Overhead:       p.Spec.Overhead,
-			Resources:      p.Spec.Resources,
-		},
-		Status: p.Status,
-	}, nil
+	return obj, nil
 }
 
-func trimContainers(cs []corev1.Container) []corev1.Container {
-	if cs == nil {
-		return nil
+// usageIn is the Usage of an object of the pods' cache: a Usage, or a pod
+// if the informer was given without usageOf.
+func usageIn(obj any) (*Usage, bool) {
+	switch o := controller.Object(obj).(type) {
+	case *Usage:
+		return o, true
+	case *corev1.Pod:
+		return UsageOf(o), true
 	}
-	out := make([]corev1.Container, len(cs))
-	for i, c := range cs {
-		out[i] = corev1.Container{Name: c.Name, Resources: c.Resources, Ports: c.Ports, RestartPolicy: c.RestartPolicy}
-	}
-	return out
+	return nil, false
 }

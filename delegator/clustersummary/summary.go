@@ -6,6 +6,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	resourcehelper "k8s.io/component-helpers/resource"
 	fwk "k8s.io/kube-scheduler/framework"
 	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
@@ -15,13 +18,13 @@ import (
 )
 
 // Build computes the ClusterSummary named name from the cluster's nodes and
-// the pods bound to them. Admiralty's virtual nodes are left out: a cluster
-// that targets itself would otherwise count the node that stands for
-// itself, and every pod bound to it, twice. Terminal pods and pods of nodes
-// not in nodes are ignored. The result is deterministic (nodes sorted by
-// name, host ports sorted), so that an unchanged cluster gives an equal
-// summary and no write.
-func Build(name string, nodes []*corev1.Node, pods []*corev1.Pod) *v1alpha1.ClusterSummary {
+// what the pods bound to them use (UsageOf). Admiralty's virtual nodes are
+// left out: a cluster that targets itself would otherwise count the node
+// that stands for itself, and every pod bound to it, twice. Terminal pods
+// and pods of nodes not in nodes are ignored. The result is deterministic
+// (nodes sorted by name, host ports sorted), so that an unchanged cluster
+// gives an equal summary and no write.
+func Build(name string, nodes []*corev1.Node, pods []*Usage) *v1alpha1.ClusterSummary {
 	byName := map[string]*v1alpha1.NodeSummary{}
 	ports := map[string]fwk.HostPortInfo{}
 	s := &v1alpha1.ClusterSummary{}
@@ -44,16 +47,16 @@ func Build(name string, nodes []*corev1.Node, pods []*corev1.Pod) *v1alpha1.Clus
 		byName[s.Nodes[i].Name] = &s.Nodes[i]
 	}
 	for _, p := range pods {
-		ns := byName[p.Spec.NodeName]
-		if ns == nil || isTerminal(p) {
+		ns := byName[p.Node]
+		if ns == nil || p.Terminal {
 			continue
 		}
 		if ns.Requested == nil {
 			ns.Requested = corev1.ResourceList{}
 		}
-		add(ns.Requested, Requests(p))
+		add(ns.Requested, p.Requests)
 		ns.Pods++
-		for _, port := range schedutil.GetHostPorts(p) {
+		for _, port := range p.HostPorts {
 			info := ports[ns.Name]
 			if info == nil {
 				info = fwk.HostPortInfo{}
@@ -94,6 +97,60 @@ func Requests(p *corev1.Pod) corev1.ResourceList {
 	return resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{
 		UseStatusResources: true,
 	})
+}
+
+// Usage is what a bound pod takes from its node, as the summary counts it,
+// and all the summary keeps of it. The pods' informer turns each pod into
+// its Usage as it arrives (UsageOf is its transform), so that the cache of
+// every bound pod of the cluster holds a name, a node and a few quantities
+// instead of pods, and a summary adds them up instead of walking every
+// pod's containers at each computation.
+type Usage struct {
+	// Only the namespace and name, the cache's key.
+	metav1.ObjectMeta
+	// Node is the pod's spec.nodeName.
+	Node string
+	// Terminal is true once the pod has Succeeded or Failed.
+	Terminal bool
+	// Requests is Requests(pod).
+	Requests corev1.ResourceList
+	// HostPorts are the host ports of its containers.
+	HostPorts []corev1.ContainerPort
+}
+
+// UsageOf computes a pod's Usage.
+func UsageOf(p *corev1.Pod) *Usage {
+	u := &Usage{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name},
+		Node:       p.Spec.NodeName,
+		Terminal:   isTerminal(p),
+		Requests:   Requests(p),
+		HostPorts:  schedutil.GetHostPorts(p),
+	}
+	if len(u.Requests) == 0 {
+		u.Requests = nil
+	}
+	return u
+}
+
+// GetObjectKind makes a Usage a runtime.Object, as informers' caches hold.
+func (u *Usage) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject makes a Usage a runtime.Object.
+func (u *Usage) DeepCopyObject() runtime.Object {
+	c := &Usage{Node: u.Node, Terminal: u.Terminal, Requests: u.Requests.DeepCopy()}
+	u.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	if u.HostPorts != nil {
+		c.HostPorts = append([]corev1.ContainerPort(nil), u.HostPorts...)
+	}
+	return c
+}
+
+// sameUsage tells whether two usages count the same in a summary.
+func sameUsage(a, b *Usage) bool {
+	return a.Node == b.Node && a.Terminal == b.Terminal &&
+		apiequality.Semantic.DeepEqual(a.Requests, b.Requests) &&
+		apiequality.Semantic.DeepEqual(a.HostPorts, b.HostPorts)
 }
 
 func nodeSummary(n *corev1.Node) v1alpha1.NodeSummary {

@@ -47,6 +47,14 @@ func boundPod(name, nodeName, cpu string, phase corev1.PodPhase, ports ...corev1
 	}
 }
 
+func usages(pods []*corev1.Pod) []*Usage {
+	out := make([]*Usage, len(pods))
+	for i, p := range pods {
+		out[i] = UsageOf(p)
+	}
+	return out
+}
+
 func list(kv ...string) corev1.ResourceList {
 	l := corev1.ResourceList{}
 	for i := 0; i < len(kv); i += 2 {
@@ -159,7 +167,7 @@ func TestBuild(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Build("c1", tc.nodes, tc.pods)
+			got := Build("c1", tc.nodes, usages(tc.pods))
 			tc.want.Name = "c1"
 			if diff := cmp.Diff(&tc.want, got, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("Build() (-want +got):\n%s", diff)
@@ -175,11 +183,11 @@ func TestBuildIsDeterministic(t *testing.T) {
 		boundPod("y", "a", "1", corev1.PodRunning, corev1.ContainerPort{HostPort: 80, ContainerPort: 80}),
 		boundPod("z", "c", "1", corev1.PodRunning),
 	}
-	want := Build("c1", nodes, pods)
+	want := Build("c1", nodes, usages(pods))
 	reversedNodes := []*corev1.Node{nodes[2], nodes[1], nodes[0]}
 	reversedPods := []*corev1.Pod{pods[2], pods[1], pods[0]}
 	for range 20 {
-		got := Build("c1", reversedNodes, reversedPods)
+		got := Build("c1", reversedNodes, usages(reversedPods))
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("Build() depends on the order of its input (-want +got):\n%s", diff)
 		}
@@ -234,10 +242,10 @@ func TestEqual(t *testing.T) {
 	}
 }
 
-// The cache's trimmed pods give the summary of the whole pods: requests
-// with a sidecar, an init container, overhead and an in-place resize, host
-// ports, terminal phases.
-func TestTrimPodKeepsWhatTheSummaryReads(t *testing.T) {
+// The cache's usages give the summary of the whole pods: requests with a
+// sidecar, an init container, overhead and an in-place resize, host ports,
+// terminal phases; and they keep nothing else of the pods.
+func TestUsageOfKeepsWhatTheSummaryReads(t *testing.T) {
 	always := corev1.ContainerRestartPolicyAlways
 	full := []*corev1.Pod{
 		boundPod("a", "n1", "500m", corev1.PodRunning, corev1.ContainerPort{ContainerPort: 80, HostPort: 8080}),
@@ -246,6 +254,7 @@ func TestTrimPodKeepsWhatTheSummaryReads(t *testing.T) {
 	p := boundPod("b", "n2", "1", corev1.PodRunning)
 	p.Labels = map[string]string{"app": "b"}
 	p.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	p.UID = "uid-b"
 	p.Spec.Containers[0].Image = "nginx"
 	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "b"}}
 	p.Spec.InitContainers = []corev1.Container{
@@ -258,23 +267,80 @@ func TestTrimPodKeepsWhatTheSummaryReads(t *testing.T) {
 	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", AllocatedResources: list("cpu", "1500m"), Resources: &corev1.ResourceRequirements{Requests: list("cpu", "1500m")}}}
 	full = append(full, p)
 
-	nodes := []*corev1.Node{node("n1", true, "4", nil), node("n2", true, "8", nil)}
-	trimmed := make([]*corev1.Pod, len(full))
-	for i, p := range full {
-		obj, err := trimPod(p.DeepCopy())
+	var cached []*Usage
+	for _, p := range full {
+		obj, err := usageOf(p.DeepCopy())
 		if err != nil {
 			t.Fatal(err)
 		}
-		trimmed[i] = obj.(*corev1.Pod)
-		if trimmed[i].Annotations != nil || trimmed[i].Labels != nil || trimmed[i].Spec.Volumes != nil {
-			t.Errorf("%s: metadata or volumes kept", p.Name)
+		u, ok := obj.(*Usage)
+		if !ok {
+			t.Fatalf("%s: the transform gave a %T", p.Name, obj)
+		}
+		if diff := cmp.Diff(metav1.ObjectMeta{Namespace: "default", Name: p.Name}, u.ObjectMeta); diff != "" {
+			t.Errorf("%s: metadata kept beyond the key (-want +got):\n%s", p.Name, diff)
+		}
+		// A Usage met again (a resync) passes as it is.
+		if again, _ := usageOf(u); again != any(u) {
+			t.Errorf("%s: a Usage was transformed again", p.Name)
+		}
+		cached = append(cached, u)
+	}
+	want := map[string]Usage{
+		"a":    {Node: "n1", Requests: list("cpu", "500m"), HostPorts: []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}}},
+		"done": {Node: "n1", Terminal: true, Requests: list("cpu", "2")},
+		// The init container's 3 + the sidecar's 250m + overhead 100m
+		// against the resized 1500m + 250m + 100m.
+		"b": {Node: "n2", Requests: list("cpu", "3350m", "memory", "1Gi")},
+	}
+	for _, u := range cached {
+		w := want[u.Name]
+		w.ObjectMeta = u.ObjectMeta
+		if !sameUsage(&w, u) {
+			t.Errorf("%s: usage %+v, want %+v", u.Name, *u, w)
 		}
 	}
-	want, got := Build("c", nodes, full), Build("c", nodes, trimmed)
-	if !Equal(want, got) {
-		t.Errorf("summary of trimmed pods differs:\n%s", cmp.Diff(want, got))
-	}
+
+	nodes := []*corev1.Node{node("n1", true, "4", nil), node("n2", true, "8", nil)}
+	got := Build("c", nodes, cached)
 	if r := got.Nodes[1].Requested[corev1.ResourceCPU]; r.Cmp(q("3350m")) != 0 {
-		t.Errorf("n2 requested cpu = %s, want 3350m (the init container's 3 + the sidecar's 250m + overhead 100m)", r.String())
+		t.Errorf("n2 requested cpu = %s, want 3350m", r.String())
+	}
+	if got.Nodes[0].Pods != 1 || len(got.Nodes[0].HostPorts) != 1 {
+		t.Errorf("n1: %d pods, host ports %v; want 1 pod (the terminal one left out) and its port", got.Nodes[0].Pods, got.Nodes[0].HostPorts)
+	}
+}
+
+// A pod whose usage did not change (a container's state, its status
+// conditions) triggers no computation; a resize, a binding or the end of
+// the pod does.
+func TestSameUsage(t *testing.T) {
+	base := boundPod("a", "n1", "1", corev1.PodRunning)
+	cases := []struct {
+		name   string
+		change func(p *corev1.Pod)
+		want   bool
+	}{
+		{name: "a container started", change: func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", Ready: true}}
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		}, want: true},
+		{name: "the same request written another way", change: func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Requests = list("cpu", "1000m")
+		}, want: true},
+		{name: "resized", change: func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Requests = list("cpu", "2")
+		}, want: false},
+		{name: "finished", change: func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }, want: false},
+		{name: "moved", change: func(p *corev1.Pod) { p.Spec.NodeName = "n2" }, want: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := base.DeepCopy()
+			tc.change(p)
+			if got := sameUsage(UsageOf(base), UsageOf(p)); got != tc.want {
+				t.Errorf("sameUsage() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

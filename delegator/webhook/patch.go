@@ -99,7 +99,15 @@ func sortedKeys(a, b map[string]json.RawMessage) []string {
 	return keys
 }
 
+// pointerEscaper escapes JSON Pointer reference tokens. Built once: a
+// Replacer builds a 256-entry table, which per call was most of the
+// webhook's allocations.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // escape escapes a JSON Pointer reference token (RFC 6901).
 func escape(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return pointerEscaper.Replace(s)
 }
