@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
@@ -12,15 +12,18 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // profile saves CPU profiles (pprof) of the kube-apiserver and the
 // scheduler of every cluster used, taken over the given seconds from now,
 // as <prefix>-<cluster>-<process>.pprof; `go tool pprof -top FILE` reads
-// them. kube-apiserver serves /debug/pprof to the admin; the scheduler only
-// when its --authorization-always-allow-paths lists /debug/pprof/* (it has
-// no authorizer otherwise), which is said in the log, not a failure. The
-// delegator serves no pprof.
+// them. kube-apiserver and the scheduler serve /debug/pprof to the admin
+// (the harness authenticates to the scheduler with the admin kubeconfig's
+// client certificate, which it checks and authorizes through the API
+// server); a failure is said in the log, not fatal. The delegator serves
+// pprof only with --profiling, which the sandbox does not set.
 func profile(ctx context.Context, used []*cluster, seconds int, prefix string) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	save := func(c *cluster, proc string, data []byte, err error) {
@@ -54,10 +57,16 @@ func profile(ctx context.Context, used []*cluster, seconds int, prefix string) *
 				save(c, procScheduler, nil, err)
 				return
 			}
+			tlsConfig, err := rest.TLSConfigFor(c.admin)
+			if err != nil || tlsConfig == nil {
+				save(c, procScheduler, nil, fmt.Errorf("the admin's client certificate: %v", err))
+				return
+			}
 			// The scheduler's serving certificate is self-signed.
+			tlsConfig.InsecureSkipVerify, tlsConfig.RootCAs = true, nil
 			client := &http.Client{
 				Timeout:   time.Duration(seconds+30) * time.Second,
-				Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+				Transport: &http.Transport{TLSClientConfig: tlsConfig},
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
 				fmt.Sprintf("https://127.0.0.1:%s/debug/pprof/profile?seconds=%d", port, seconds), nil)
@@ -69,7 +78,7 @@ func profile(ctx context.Context, used []*cluster, seconds int, prefix string) *
 			defer resp.Body.Close()
 			data, err := io.ReadAll(resp.Body)
 			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("%s (add /debug/pprof/* to the scheduler's --authorization-always-allow-paths)", resp.Status)
+				err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
 			}
 			save(c, procScheduler, data, err)
 		}()

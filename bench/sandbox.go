@@ -28,6 +28,9 @@ type cluster struct {
 
 	kube kubernetes.Interface
 	mc   versioned.Interface
+	// admin is the admin kubeconfig's client configuration (kwok's admin
+	// certificate), which the scheduler's own endpoints also accept.
+	admin *rest.Config
 }
 
 type sandbox struct {
@@ -55,6 +58,7 @@ func loadSandbox(ctx context.Context, path string) (*sandbox, error) {
 		}
 		cfg.QPS, cfg.Burst = -1, 0
 		cfg.UserAgent = "admiralty-bench"
+		c.admin = rest.CopyConfig(cfg)
 		mcCfg := rest.CopyConfig(cfg)
 		cfg.ContentType = "application/vnd.kubernetes.protobuf"
 		cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
