@@ -18,6 +18,7 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -387,14 +388,28 @@ func (p *provider) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) 
 	p.wake = wake
 	p.mu.Unlock()
 	go func() {
+		// The node last given to virtual-kubelet in this run: a summary
+		// changes with every pod that starts or ends in the target (its
+		// nodes' requests and pod counts), the virtual node only with the
+		// target's labels and resources. An unchanged node is not given
+		// again, since each one given is a status write (new heartbeat
+		// times) that every watcher of nodes receives; virtual-kubelet's
+		// own status updates keep the heartbeat.
+		var given *corev1.Node
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-wake:
-				if ctx.Err() == nil {
-					cb(p.node())
+				if ctx.Err() != nil {
+					continue
 				}
+				n := p.node()
+				if given != nil && sameNode(given, n) {
+					continue
+				}
+				given = n
+				cb(n)
 			}
 		}
 	}()
@@ -413,6 +428,20 @@ func (p *provider) notify() {
 	case wake <- struct{}{}:
 	default:
 	}
+}
+
+// sameNode tells whether two virtual nodes built by Build say the same,
+// conditions' times aside.
+func sameNode(a, b *corev1.Node) bool {
+	strip := func(n *corev1.Node) *corev1.Node {
+		n = n.DeepCopy()
+		for i := range n.Status.Conditions {
+			n.Status.Conditions[i].LastHeartbeatTime = metav1.Time{}
+			n.Status.Conditions[i].LastTransitionTime = metav1.Time{}
+		}
+		return n
+	}
+	return apiequality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
 // node is the virtual node as the target's summary describes it.

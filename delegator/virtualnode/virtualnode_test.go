@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned/fake"
@@ -159,4 +160,36 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	}
 	cancel()
 	p.notify() // after the loop stopped
+}
+
+// A summary changes with every pod of the target; the virtual node only
+// with the target's labels and resources. Only a change of the node is
+// given to virtual-kubelet (a status write).
+func TestSameNodeIgnoresWhatTheNodeDoesNotShow(t *testing.T) {
+	ref := targets.Ref{Namespace: "ns", Name: "c2"}
+	summary := func(requested, allocatable string, zone string) *v1alpha1.ClusterSummary {
+		return &v1alpha1.ClusterSummary{
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(allocatable)},
+			Nodes: []v1alpha1.NodeSummary{{
+				Name: "n1", Ready: true, Labels: map[string]string{corev1.LabelTopologyZone: zone},
+				Requested: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(requested)},
+				Pods:      3,
+			}},
+		}
+	}
+	base := Build(ref, summary("1", "4", "a"), Options{})
+	later := Build(ref, summary("2", "4", "a"), Options{})
+	later.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Minute))
+	if !sameNode(base, later) {
+		t.Errorf("more pods in the target (and a later heartbeat) changed the virtual node:\n%s", cmp.Diff(base, later))
+	}
+	for name, n := range map[string]*corev1.Node{
+		"allocatable": Build(ref, summary("1", "8", "a"), Options{}),
+		"labels":      Build(ref, summary("1", "4", "b"), Options{}),
+		"no summary":  Build(ref, nil, Options{}),
+	} {
+		if sameNode(base, n) {
+			t.Errorf("%s: a change of the virtual node was not seen", name)
+		}
+	}
 }
