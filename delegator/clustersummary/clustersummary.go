@@ -70,25 +70,24 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	podFactory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = BoundPodsSelector }))
 	pods := podFactory.Core().V1().Pods()
-	// A cluster's pods are the largest cache the delegator holds: it keeps
-	// what each uses, not the pods.
-	if err := pods.Informer().SetTransform(usageOf); err != nil {
-		return nil, err
-	}
 	// Nodes are shared with the virtual node controller (virtual nodes are
 	// filtered here); summaries with whoever else reads them.
 	nodes := d.KubeInformers.Core().V1().Nodes()
 	summaries := d.MCInformers.Multicluster().V1alpha1().ClusterSummaries()
 	return New(d.Options.ClusterName, d.Options.ClusterSummaryInterval, d.MCClient,
-		nodes.Informer(), pods.Informer(), summaries.Informer(), podFactory), nil
+		nodes.Informer(), pods.Informer(), summaries.Informer(), podFactory)
 }
 
 // New returns the controller of the summary named name. podInformer must
-// hold the bound, non-terminal pods (BoundPodsSelector), as their Usage
-// (NewController sets the transform) or as pods; podFactory, if not nil, is
-// started and stopped with the controller.
+// watch the bound, non-terminal pods (BoundPodsSelector) and not be started
+// yet: New sets its transform, so that its cache holds what each pod uses
+// (a cluster's pods are the largest cache the delegator holds). podFactory,
+// if not nil, is started and stopped with the controller.
 func New(name string, interval time.Duration, client versioned.Interface,
-	nodeInformer, podInformer, summaryInformer cache.SharedIndexInformer, podFactory informers.SharedInformerFactory) *Controller {
+	nodeInformer, podInformer, summaryInformer cache.SharedIndexInformer, podFactory informers.SharedInformerFactory) (*Controller, error) {
+	if err := podInformer.SetTransform(usageOf); err != nil {
+		return nil, err
+	}
 	c := &Controller{
 		name:       name,
 		interval:   interval,
@@ -117,8 +116,8 @@ func New(name string, interval time.Duration, client versioned.Interface,
 		return !ok || !v1alpha1.IsVirtualNode(n)
 	}))
 	_, _ = podInformer.AddEventHandler(c.handler(func(old, cur any) bool {
-		o, ok1 := usageIn(old)
-		p, ok2 := usageIn(cur)
+		o, ok1 := old.(*Usage)
+		p, ok2 := cur.(*Usage)
 		// Container states and probes change often and count for nothing;
 		// requests change with an in-place resize.
 		return !ok1 || !ok2 || !sameUsage(o, p)
@@ -136,7 +135,7 @@ func New(name string, interval time.Duration, client versioned.Interface,
 		return s.Name == c.name && !ours
 	}))
 	c.controller.WaitFor(nodeInformer.HasSynced, podInformer.HasSynced, summaryInformer.HasSynced)
-	return c
+	return c, nil
 }
 
 // Name of the control loop.
@@ -206,7 +205,7 @@ func (c *Controller) reconcile(ctx context.Context, _ string) (controller.Result
 	objs := c.pods.List()
 	pods := make([]*Usage, 0, len(objs))
 	for _, obj := range objs {
-		if u, ok := usageIn(obj); ok {
+		if u, ok := obj.(*Usage); ok {
 			pods = append(pods, u)
 		}
 	}
@@ -253,16 +252,4 @@ func usageOf(obj any) (any, error) {
 		return UsageOf(p), nil
 	}
 	return obj, nil
-}
-
-// usageIn is the Usage of an object of the pods' cache: a Usage, or a pod
-// if the informer was given without usageOf.
-func usageIn(obj any) (*Usage, bool) {
-	switch o := controller.Object(obj).(type) {
-	case *Usage:
-		return o, true
-	case *corev1.Pod:
-		return UsageOf(o), true
-	}
-	return nil, false
 }

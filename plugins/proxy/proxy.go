@@ -247,7 +247,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	// Before the scheduler starts its informers; afterwards (a plugin
 	// made again, in tests) the cache keeps what it has.
 	if err := h.SharedInformerFactory().Core().V1().Pods().Informer().SetTransform(trimPod); err != nil {
-		klog.FromContext(ctx).Info("Pod cache keeps bound proxies' manifests: its transform could not be set", "err", err)
+		klog.FromContext(ctx).Info("Pod cache keeps bound pods whole: its transform could not be set", "err", err)
 	}
 	// The scheduler's configuration asks for protobuf, which custom
 	// resources do not speak.
