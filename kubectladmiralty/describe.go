@@ -70,7 +70,7 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 	if proxy.Spec.NodeName == "" {
 		notes = append(notes, "The proxy is not bound to a virtual node yet: no target chosen.")
 	} else {
-		target, tcfg, err := targetOf(ctx, cfg, kube, proxy)
+		target, tcfg, self, err := targetOf(ctx, cfg, kube, proxy)
 		if err != nil {
 			notes = append(notes, err.Error())
 		} else {
@@ -78,9 +78,14 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 			if err != nil {
 				return err
 			}
-			tmc, err := versioned.NewForConfig(tcfg)
+			var tmc versioned.Interface
+			tmc, err = versioned.NewForConfig(tcfg)
 			if err != nil {
 				return err
+			}
+			if self {
+				// The delegate stands for the chaperon (targets.SelfChaperons).
+				tmc = targets.SelfChaperons(tmc, targetKube.CoreV1())
 			}
 			sel := metav1.ListOptions{LabelSelector: v1alpha1.LabelParentUID + "=" + string(proxy.UID)}
 			chaperons, err := tmc.MulticlusterV1alpha1().PodChaperons(ns).List(ctx, sel)
@@ -88,6 +93,9 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 				notes = append(notes, fmt.Sprintf("target %s: listing PodChaperons: %v", target, err))
 			} else {
 				for i := range chaperons.Items {
+					if self {
+						break
+					}
 					c := &chaperons.Items[i]
 					cols = append(cols, column{title: "CHAPERON (" + target + ")", chaperon: c})
 				}
@@ -304,11 +312,11 @@ func containers(s corev1.PodStatus) string {
 
 // targetOf finds the Target or ClusterTarget whose virtual node the proxy
 // is bound to, and a client configuration for it: its kubeconfig Secret,
-// or this cluster's for a self target.
-func targetOf(ctx context.Context, local *rest.Config, kube kubernetes.Interface, proxy *corev1.Pod) (string, *rest.Config, error) {
+// or this cluster's for a self target (true).
+func targetOf(ctx context.Context, local *rest.Config, kube kubernetes.Interface, proxy *corev1.Pod) (string, *rest.Config, bool, error) {
 	mc, err := versioned.NewForConfig(local)
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
 	node := proxy.Spec.NodeName
 	var name string
@@ -316,7 +324,7 @@ func targetOf(ctx context.Context, local *rest.Config, kube kubernetes.Interface
 	var secretNS, secretName, key string
 	ts, err := mc.MulticlusterV1alpha1().Targets(proxy.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return "", nil, fmt.Errorf("listing Targets: %w", err)
+		return "", nil, false, fmt.Errorf("listing Targets: %w", err)
 	}
 	for _, t := range ts.Items {
 		if t.Status.VirtualNodeName == node {
@@ -329,7 +337,7 @@ func targetOf(ctx context.Context, local *rest.Config, kube kubernetes.Interface
 	if name == "" {
 		cts, err := mc.MulticlusterV1alpha1().ClusterTargets().List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return "", nil, fmt.Errorf("listing ClusterTargets: %w", err)
+			return "", nil, false, fmt.Errorf("listing ClusterTargets: %w", err)
 		}
 		for _, t := range cts.Items {
 			if t.Status.VirtualNodeName == node {
@@ -342,26 +350,26 @@ func targetOf(ctx context.Context, local *rest.Config, kube kubernetes.Interface
 	}
 	switch {
 	case name == "":
-		return "", nil, fmt.Errorf("no Target or ClusterTarget has the virtual node %s (deleted?)", node)
+		return "", nil, false, fmt.Errorf("no Target or ClusterTarget has the virtual node %s (deleted?)", node)
 	case self:
-		return name, rest.CopyConfig(local), nil
+		return name, rest.CopyConfig(local), true, nil
 	case secretName == "":
-		return "", nil, fmt.Errorf("%s has neither spec.self nor spec.kubeconfigSecret", name)
+		return "", nil, false, fmt.Errorf("%s has neither spec.self nor spec.kubeconfigSecret", name)
 	}
 	if key == "" {
 		key = v1alpha1.DefaultKubeconfigSecretKey
 	}
 	secret, err := kube.CoreV1().Secrets(secretNS).Get(ctx, secretName, metav1.GetOptions{})
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: its kubeconfig Secret %s/%s: %w", name, secretNS, secretName, err)
+		return "", nil, false, fmt.Errorf("%s: its kubeconfig Secret %s/%s: %w", name, secretNS, secretName, err)
 	}
 	data := secret.Data[key]
 	if len(data) == 0 {
-		return "", nil, errors.New(name + ": its kubeconfig Secret has no key " + key)
+		return "", nil, false, errors.New(name + ": its kubeconfig Secret has no key " + key)
 	}
 	tcfg, err := clientcmd.RESTConfigFromKubeConfig(data)
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: its kubeconfig: %w", name, err)
+		return "", nil, false, fmt.Errorf("%s: its kubeconfig: %w", name, err)
 	}
-	return name, tcfg, nil
+	return name, tcfg, false, nil
 }

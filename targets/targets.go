@@ -91,6 +91,8 @@ type Target struct {
 
 	Config   *rest.Config
 	Client   kubernetes.Interface
+	// MCClient: a self target's PodChaperons are its delegates
+	// (SelfChaperons).
 	MCClient versioned.Interface
 	// Chaperons informs on the PodChaperons that this source created in the
 	// target (label LabelParentClusterName), within Scope.
@@ -653,11 +655,17 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	watchCfg := rest.CopyConfig(cfg)
 	watchCfg.Timeout = 0
 	watchMC := versioned.NewForConfigOrDie(watchCfg)
+	var chaperonsMC versioned.Interface = watchMC
+	if spec.self {
+		// A self target's chaperons are its delegates (SelfChaperons).
+		t.MCClient = SelfChaperons(t.MCClient, t.Client.CoreV1())
+		chaperonsMC = SelfChaperons(watchMC, kubernetes.NewForConfigOrDie(Protobuf(watchCfg)).CoreV1())
+	}
 	transform := r.opts.ChaperonTransform
 	if transform == nil {
 		transform = DropManagedFields
 	}
-	t.Chaperons = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0,
+	t.Chaperons = mcinformers.NewSharedInformerFactoryWithOptions(chaperonsMC, 0,
 		mcinformers.WithNamespace(t.Scope),
 		mcinformers.WithTransform(transform),
 		mcinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -726,7 +734,8 @@ func Check(ctx context.Context, t *Target) error {
 	if err != nil {
 		return describe(err)
 	}
-	if t.Scope == "" || len(list.Items) > 0 {
+	if t.Scope == "" || t.Self || len(list.Items) > 0 {
+		// A self target's namespace is the Target's own.
 		return nil
 	}
 	probe := &v1alpha1.PodChaperon{

@@ -385,7 +385,14 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 	if wait := lostGrace - time.Since(since); wait > 0 {
 		return controller.Result{RequeueAfter: wait}, nil
 	}
-	msg := fmt.Sprintf("the PodChaperon of this pod in %s was deleted; deleting the proxy so that its controller replaces it", t.Ref.Name)
+	what := "PodChaperon"
+	if t.Self {
+		// Its delegate is its chaperon (targets.SelfChaperons): deleted,
+		// evicted or preempted, the proxy goes as a pod of one cluster
+		// would.
+		what = "delegate"
+	}
+	msg := fmt.Sprintf("the %s of this pod in %s was deleted; deleting the proxy so that its controller replaces it", what, t.Ref.Name)
 	klog.FromContext(ctx).Info("Delegate lost", "pod", klog.KObj(pod), "target", t.Ref.String())
 	c.recorder.Event(pod, corev1.EventTypeWarning, ReasonDelegateLost, msg)
 	c.mu.Lock()
