@@ -25,8 +25,8 @@ func selfChaperon() *v1alpha1.PodChaperon {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-abcde", Namespace: "ns",
 			Labels: map[string]string{
-				v1alpha1.LabelParentClusterName: "c1",
-				v1alpha1.LabelParentUID:         "uid-1",
+				v1alpha1.LabelParentClusterName:  "c1",
+				v1alpha1.LabelParentUID:          "uid-1",
 				v1alpha1.PrefixedLabelKey("app"): "web",
 			},
 			Annotations: map[string]string{v1alpha1.AnnotationParentName: "web", v1alpha1.AnnotationParentNamespace: "ns"},

@@ -89,8 +89,8 @@ type Target struct {
 	// Target's namespace, or empty (all namespaces) for a ClusterTarget.
 	Scope string
 
-	Config   *rest.Config
-	Client   kubernetes.Interface
+	Config *rest.Config
+	Client kubernetes.Interface
 	// MCClient: a self target's PodChaperons are its delegates
 	// (SelfChaperons).
 	MCClient versioned.Interface
