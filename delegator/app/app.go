@@ -422,7 +422,9 @@ func TrimProxy(obj any) (any, error) {
 // PodChaperons in its targets: their readers (the feedback, the follow
 // controller, the virtual kubelet, the stats) read a chaperon's metadata
 // and status, and of its spec only what follow.References reads: the
-// environment of each container, the volumes and the image pull secrets.
+// environment of each container, the volumes and the image pull secrets,
+// and the topology spread constraints, which the feedback gives a self
+// target's delegate that it makes again.
 // The rest of each container (image, command, resources, probes...) and of
 // the spec is left out. Nothing updates a chaperon from this cache (the
 // follow controller patches its annotations). The target's own chaperon
@@ -447,11 +449,12 @@ func TrimSourceChaperon(obj any) (any, error) {
 		}})
 	}
 	ch.Spec = corev1.PodSpec{
-		InitContainers:      env(ch.Spec.InitContainers),
-		Containers:          env(ch.Spec.Containers),
-		EphemeralContainers: ephemeral,
-		Volumes:             ch.Spec.Volumes,
-		ImagePullSecrets:    ch.Spec.ImagePullSecrets,
+		InitContainers:            env(ch.Spec.InitContainers),
+		Containers:                env(ch.Spec.Containers),
+		EphemeralContainers:       ephemeral,
+		Volumes:                   ch.Spec.Volumes,
+		ImagePullSecrets:          ch.Spec.ImagePullSecrets,
+		TopologySpreadConstraints: ch.Spec.TopologySpreadConstraints,
 	}
 	return ch, nil
 }

@@ -61,16 +61,18 @@ func TestTrimSourceChaperonKeepsMetadataStatusAndReferences(t *testing.T) {
 	status := v1alpha1.PodChaperonStatus{NodeName: "node-1", PodStatus: corev1.PodStatus{Phase: corev1.PodRunning}}
 	volumes := []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm2"}}}}}
 	pull := []corev1.LocalObjectReference{{Name: "registry"}}
+	spread := []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "zone", WhenUnsatisfiable: corev1.DoNotSchedule}}
 	c := fullContainer()
 	full := &v1alpha1.PodChaperon{ObjectMeta: *meta.DeepCopy(), Status: status, Spec: corev1.PodSpec{
-		InitContainers:      []corev1.Container{c},
-		Containers:          []corev1.Container{c, c},
-		EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox", Env: c.Env}}},
-		Volumes:             volumes,
-		ImagePullSecrets:    pull,
-		NodeSelector:        map[string]string{"disk": "ssd"},
-		SchedulerName:       "default-scheduler",
-		Tolerations:         []corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}},
+		InitContainers:            []corev1.Container{c},
+		Containers:                []corev1.Container{c, c},
+		EphemeralContainers:       []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox", Env: c.Env}}},
+		Volumes:                   volumes,
+		ImagePullSecrets:          pull,
+		TopologySpreadConstraints: spread,
+		NodeSelector:              map[string]string{"disk": "ssd"},
+		SchedulerName:             "default-scheduler",
+		Tolerations:               []corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}},
 	}}
 	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "scheduler"}}
 
@@ -80,11 +82,12 @@ func TestTrimSourceChaperonKeepsMetadataStatusAndReferences(t *testing.T) {
 	}
 	envOnly := corev1.Container{Name: c.Name, Env: c.Env, EnvFrom: c.EnvFrom}
 	want := &v1alpha1.PodChaperon{ObjectMeta: meta, Status: status, Spec: corev1.PodSpec{
-		InitContainers:      []corev1.Container{envOnly},
-		Containers:          []corev1.Container{envOnly, envOnly},
-		EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Env: c.Env}}},
-		Volumes:             volumes,
-		ImagePullSecrets:    pull,
+		InitContainers:            []corev1.Container{envOnly},
+		Containers:                []corev1.Container{envOnly, envOnly},
+		EphemeralContainers:       []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Env: c.Env}}},
+		Volumes:                   volumes,
+		ImagePullSecrets:          pull,
+		TopologySpreadConstraints: spread,
 	}}
 	if diff := cmp.Diff(want, obj); diff != "" {
 		t.Errorf("TrimSourceChaperon (-want +got):\n%s", diff)

@@ -5,7 +5,9 @@
 // proxies), plays the kubelet's part in deleting a proxy (a virtual node has
 // no kubelet to confirm a graceful deletion), and deletes a proxy whose
 // chaperon was deleted by someone else, so that its controller makes a new
-// one. It uses no finalizer: whatever it must clean is found again from the
+// one; in a self target, whose delegates are their own chaperons
+// (targets.SelfChaperons), it makes a deleted delegate again, as a
+// target's chaperon controller does elsewhere. It uses no finalizer: whatever it must clean is found again from the
 // chaperons' labels after a restart, so nothing can be left stuck.
 package feedback
 
@@ -31,14 +33,16 @@ import (
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
 )
 
 // Event reasons on proxy pods.
 const (
-	ReasonDelegateLost    = "DelegateLost"
-	ReasonChaperonDeleted = "ChaperonDeleted"
-	ReasonFeedbackFailed  = "FeedbackFailed"
+	ReasonDelegateLost      = "DelegateLost"
+	ReasonChaperonDeleted   = "ChaperonDeleted"
+	ReasonFeedbackFailed    = "FeedbackFailed"
+	ReasonDelegateRecreated = "DelegateRecreated"
 )
 
 // lostGrace is how long a bound proxy's chaperon may be missing before the
@@ -69,6 +73,24 @@ type Controller struct {
 	// that chaperon) deleted it a second time: 13% of the chaperons in a
 	// bench cleanup, each request answered 404.
 	deletedChaperons recentUIDs
+	// selfDelegates: what a self target's delegates showed, by proxy UID,
+	// for making one again (remake).
+	selfDelegates map[types.UID]*selfDelegate
+	selfPruned    time.Time
+}
+
+// selfDelegate is what is remembered of a self target's delegate (which
+// stands for its chaperon, targets.SelfChaperons) for deletedMemory.
+type selfDelegate struct {
+	at time.Time
+	// finished: seen Succeeded or Failed before any deletion; never made
+	// again.
+	finished bool
+	// deleted, with the topology spread constraints it had: Permit leaves
+	// out of a delegate those it decides across clusters, which the
+	// proxy's original keeps.
+	deleted bool
+	spread  []corev1.TopologySpreadConstraint
 }
 
 // recentUIDs remembers UIDs for deletedMemory (under Controller.mu).
@@ -108,12 +130,13 @@ const deletedMemory = time.Minute
 func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
 	pods := d.Proxies.Core().V1().Pods()
 	c := &Controller{
-		clusterName:  d.Options.ClusterName,
-		client:       d.Client,
-		recorder:     d.Recorder,
-		registry:     d.Targets,
-		proxies:      pods.Lister(),
-		missingSince: map[types.UID]time.Time{},
+		clusterName:   d.Options.ClusterName,
+		client:        d.Client,
+		recorder:      d.Recorder,
+		registry:      d.Targets,
+		proxies:       pods.Lister(),
+		missingSince:  map[types.UID]time.Time{},
+		selfDelegates: map[types.UID]*selfDelegate{},
 	}
 	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
 	_, _ = pods.Informer().AddEventHandler(recordDeletes{c.controller.Handler(), c})
@@ -162,6 +185,51 @@ func (c *Controller) TargetAdded(t *targets.Target) {
 		}
 		return nil
 	}))
+	if t.Self {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.noteSelfDelegate(obj, false) },
+			UpdateFunc: func(_, obj any) { c.noteSelfDelegate(obj, false) },
+			DeleteFunc: func(obj any) { c.noteSelfDelegate(controller.Object(obj), true) },
+		})
+	}
+}
+
+// noteSelfDelegate remembers, of a self target's delegate, whether it
+// finished (watch events come in order: a delegate that finished, then was
+// deleted, is seen finished first) and, once deleted, its topology spread
+// constraints.
+func (c *Controller) noteSelfDelegate(obj any, deleted bool) {
+	ch, ok := obj.(*v1alpha1.PodChaperon)
+	if !ok {
+		return
+	}
+	finished := (ch.Status.Phase == corev1.PodSucceeded || ch.Status.Phase == corev1.PodFailed) && ch.DeletionTimestamp == nil
+	if !finished && !deleted {
+		return
+	}
+	uid := types.UID(ch.Labels[v1alpha1.LabelParentUID])
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.selfDelegates[uid]
+	if m == nil {
+		m = &selfDelegate{}
+		c.selfDelegates[uid] = m
+	}
+	m.at = now
+	m.finished = m.finished || finished
+	if deleted {
+		m.deleted, m.spread = true, ch.Spec.TopologySpreadConstraints
+	}
+	if now.Sub(c.selfPruned) < deletedMemory/6 {
+		return
+	}
+	c.selfPruned = now
+	for u, m := range c.selfDelegates {
+		if now.Sub(m.at) > deletedMemory {
+			delete(c.selfDelegates, u)
+		}
+	}
 }
 
 // TargetRemoved implements targets.Handler. Proxies bound to a removed
@@ -385,11 +453,13 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 	if wait := lostGrace - time.Since(since); wait > 0 {
 		return controller.Result{RequeueAfter: wait}, nil
 	}
+	if t.Self {
+		if done, err := c.remake(ctx, pod, t); done || err != nil {
+			return controller.Result{}, err
+		}
+	}
 	what := "PodChaperon"
 	if t.Self {
-		// Its delegate is its chaperon (targets.SelfChaperons): deleted,
-		// evicted or preempted, the proxy goes as a pod of one cluster
-		// would.
 		what = "delegate"
 	}
 	msg := fmt.Sprintf("the %s of this pod in %s was deleted; deleting the proxy so that its controller replaces it", what, t.Ref.Name)
@@ -399,6 +469,63 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 	delete(c.missingSince, pod.UID)
 	c.mu.Unlock()
 	return controller.Result{}, c.forceDelete(ctx, pod)
+}
+
+// remake makes a self target's delegate again (its chaperon, which the
+// target's delegator would remake it from, is the delegate itself,
+// targets.SelfChaperons), from the proxy's original pod, as Permit made it,
+// unless it finished. done is false when it cannot be made from the proxy
+// (no original manifest): the proxy is then lost.
+func (c *Controller) remake(ctx context.Context, pod *corev1.Pod, t *targets.Target) (done bool, err error) {
+	c.mu.Lock()
+	var memo selfDelegate
+	if m := c.selfDelegates[pod.UID]; m != nil {
+		memo = *m
+	}
+	c.mu.Unlock()
+	if memo.finished {
+		// Its final status is fed back; it never runs again.
+		return true, nil
+	}
+	// The cache keeps no manifest.
+	fresh, err := c.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if fresh.UID != pod.UID || fresh.DeletionTimestamp != nil {
+		return true, nil
+	}
+	source, err := proxypod.SourcePod(fresh)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Cannot make the delegate again", "pod", klog.KObj(pod), "target", t.Ref.String())
+		return false, nil
+	}
+	ch, err := proxypod.MakeChaperon(source, fresh, c.clusterName)
+	if err != nil {
+		return false, nil
+	}
+	if memo.deleted {
+		ch.Spec.TopologySpreadConstraints = memo.spread
+	}
+	_, err = t.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Create(ctx, ch, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// There, and this informer has not shown it yet.
+		return true, nil
+	}
+	if err != nil {
+		c.recorder.Eventf(pod, corev1.EventTypeWarning, ReasonDelegateLost, "cannot make the delegate of this pod in %s again: %v", t.Ref.Name, err)
+		return true, fmt.Errorf("making the delegate of %s/%s again: %w", pod.Namespace, pod.Name, err)
+	}
+	c.mu.Lock()
+	delete(c.missingSince, pod.UID)
+	c.mu.Unlock()
+	klog.FromContext(ctx).Info("Delegate made again", "pod", klog.KObj(pod), "target", t.Ref.String())
+	c.recorder.Eventf(pod, corev1.EventTypeNormal, ReasonDelegateRecreated,
+		"the delegate of this pod in %s was deleted before it finished: made again (%s/%s)", t.Ref.Name, ch.Namespace, ch.Name)
+	return true, nil
 }
 
 // feedback copies the delegate's status, as mirrored on its chaperon, to

@@ -199,3 +199,39 @@ func TestStatusPatchCarriesTheCachedResourceVersion(t *testing.T) {
 		t.Errorf("patch %s: resourceVersion %q (%v), want 42", patch, got.Metadata.ResourceVersion, err)
 	}
 }
+
+// A self target's delegate seen finished is never made again, even once
+// deleted (a kubelet makes a deleting pod Failed too, so only a finish
+// before any deletion counts); a deleted one leaves its topology spread
+// constraints for the one made again.
+func TestNoteSelfDelegate(t *testing.T) {
+	c := &Controller{selfDelegates: map[types.UID]*selfDelegate{}}
+	delegate := func(proxyUID string, phase corev1.PodPhase, deleting bool) *v1alpha1.PodChaperon {
+		ch := &v1alpha1.PodChaperon{
+			ObjectMeta: metav1.ObjectMeta{Name: "d-" + proxyUID, Labels: map[string]string{v1alpha1.LabelParentUID: proxyUID}},
+			Spec: corev1.PodSpec{TopologySpreadConstraints: []corev1.TopologySpreadConstraint{
+				{MaxSkew: 1, TopologyKey: "zone", WhenUnsatisfiable: corev1.DoNotSchedule},
+			}},
+			Status: v1alpha1.PodChaperonStatus{PodStatus: corev1.PodStatus{Phase: phase}},
+		}
+		if deleting {
+			ch.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		}
+		return ch
+	}
+	c.noteSelfDelegate(delegate("running", corev1.PodRunning, false), false)
+	if len(c.selfDelegates) != 0 {
+		t.Errorf("a running delegate's update is remembered: %v", c.selfDelegates)
+	}
+	c.noteSelfDelegate(delegate("done", corev1.PodSucceeded, false), false)
+	c.noteSelfDelegate(delegate("done", corev1.PodSucceeded, true), true)
+	if m := c.selfDelegates["done"]; m == nil || !m.finished || !m.deleted {
+		t.Errorf("finished, then deleted: %+v", m)
+	}
+	c.noteSelfDelegate(delegate("killed", corev1.PodFailed, true), false)
+	c.noteSelfDelegate(delegate("killed", corev1.PodFailed, true), true)
+	m := c.selfDelegates["killed"]
+	if m == nil || m.finished || !m.deleted || len(m.spread) != 1 || m.spread[0].TopologyKey != "zone" {
+		t.Errorf("failed while being deleted: %+v, want deleted, not finished, with its spread constraint", m)
+	}
+}

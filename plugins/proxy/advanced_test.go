@@ -20,6 +20,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/metrics"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/proxypod"
 )
 
 var schedulerMetrics sync.Once
@@ -212,7 +213,7 @@ func TestMakeChaperonPrefixesLabelKeysValidly(t *testing.T) {
 		"app": "x", "batch.kubernetes.io/job-name": "j", "job-name": "j",
 	}}}
 	proxy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"}}
-	c, err := MakeChaperon(source, proxy, "cluster1")
+	c, err := proxypod.MakeChaperon(source, proxy, "cluster1")
 	if err != nil {
 		t.Fatal(err)
 	}

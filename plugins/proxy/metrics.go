@@ -98,6 +98,7 @@ type attempt struct {
 	timedOut bool // no verdict: the target made no progress in time
 	allowed  bool
 	message  string
+	kind     string // of what was sent: PodChaperon, or Delegate (self target)
 	chaperon string
 	retry    bool
 }
@@ -122,15 +123,16 @@ func (a *attempts) reserved(proxy *v1.Pod, target string, started time.Time, ret
 	a.m[proxy.UID] = &attempt{proxy: proxy, target: target, started: started, retry: retry}
 }
 
-// sent records that the chaperon exists in the target.
-func (a *attempts) sent(uid types.UID, chaperon string) {
+// sent records that the chaperon exists in the target; kind is
+// "PodChaperon", or "Delegate" in a self target (targets.SelfChaperons).
+func (a *attempts) sent(uid types.UID, kind, chaperon string) {
 	a.mu.Lock()
 	at := a.m[uid]
 	if at == nil || !at.sent.IsZero() {
 		a.mu.Unlock()
 		return
 	}
-	at.sent, at.chaperon = time.Now(), chaperon
+	at.sent, at.kind, at.chaperon = time.Now(), kind, chaperon
 	retry := at.retry
 	a.mu.Unlock()
 	if retry {
@@ -157,7 +159,7 @@ func (a *attempts) sent(uid types.UID, chaperon string) {
 var chosenEventDelay = 5 * time.Second
 
 func (a *attempts) chosen(at *attempt) {
-	a.event(at.proxy, v1.EventTypeNormal, ReasonTargetChosen, "Delegate", "PodChaperon %s/%s sent to target %s, whose scheduler places the candidate", at.proxy.Namespace, at.chaperon, at.target)
+	a.event(at.proxy, v1.EventTypeNormal, ReasonTargetChosen, "Delegate", "%s %s/%s sent to target %s, whose scheduler places the candidate", at.kind, at.proxy.Namespace, at.chaperon, at.target)
 }
 
 // decided records the verdict (or why there is none).

@@ -27,19 +27,19 @@ func TestAttempts(t *testing.T) {
 	started := time.Now().Add(-time.Second)
 
 	a.reserved(pod("scheduled"), target, started, false)
-	a.sent("scheduled", "p-scheduled-abcde")
+	a.sent("scheduled", "PodChaperon", "p-scheduled-abcde")
 	a.decided("scheduled", true, "")
 	a.bound("scheduled")
 	a.bound("scheduled") // a second end is ignored
 
 	// A later attempt says where it goes at once.
 	a.reserved(pod("refused"), target, started, true)
-	a.sent("refused", "p-refused-abcde")
+	a.sent("refused", "PodChaperon", "p-refused-abcde")
 	a.decided("refused", false, "c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.")
 	a.unreserved("refused", "no answer within 30s")
 
 	a.reserved(pod("timeout"), target, started, false)
-	a.sent("timeout", "p-timeout-abcde")
+	a.sent("timeout", "PodChaperon", "p-timeout-abcde")
 	a.timedOut("timeout")
 	a.decided("timeout", false, "no answer within 30s")
 	a.unreserved("timeout", "no answer within 5m0s")
@@ -53,7 +53,7 @@ func TestAttempts(t *testing.T) {
 	// A verdict that takes longer than chosenEventDelay: the pod says
 	// where it waits.
 	a.reserved(pod("slow"), "metrics-test/c3", started, false)
-	a.sent("slow", "p-slow-abcde")
+	a.sent("slow", "Delegate", "p-slow-abcde")
 	time.Sleep(4 * chosenEventDelay)
 	a.decided("slow", true, "")
 	a.bound("slow")
@@ -89,7 +89,7 @@ func TestAttempts(t *testing.T) {
 		"Warning TargetRefused c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.",
 		"Warning TargetRefused metrics-test/c2: no answer within 30s",
 		"Warning SendFailed c2: cannot create the PodChaperon: forbidden",
-		"Normal TargetChosen PodChaperon ns/p-slow-abcde sent to target metrics-test/c3",
+		"Normal TargetChosen Delegate ns/p-slow-abcde sent to target metrics-test/c3",
 	}
 	for _, w := range want {
 		select {

@@ -669,7 +669,7 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 		source = source.DeepCopy()
 		source.Spec.TopologySpreadConstraints = withoutKeys(source.Spec.TopologySpreadConstraints, s.acrossKeys)
 	}
-	chaperon, err := MakeChaperon(source, pod, p.args.ClusterName)
+	chaperon, err := proxypod.MakeChaperon(source, pod, p.args.ClusterName)
 	if err != nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error()), 0
 	}
@@ -822,7 +822,7 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		// very proxy.
 		created, err = client.Get(ctx, chaperon.Name, metav1.GetOptions{})
 		if err == nil && created.Labels[v1alpha1.LabelParentUID] != string(r.proxy.UID) {
-			err = fmt.Errorf("PodChaperon %s/%s exists in %s and belongs to another pod", chaperon.Namespace, chaperon.Name, r.target.Ref.Name)
+			err = fmt.Errorf("%s %s/%s exists in %s and belongs to another pod", sentKind(r.target), chaperon.Namespace, chaperon.Name, r.target.Ref.Name)
 		}
 	}
 	if err != nil {
@@ -831,14 +831,14 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 			return
 		}
 		klog.FromContext(ctx).Error(err, "Cannot send the chaperon", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
-		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the PodChaperon: %v", r.target.Ref.Name, err))
+		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the %s: %v", r.target.Ref.Name, sentKind(r.target), err))
 		return
 	}
 	p.mu.Lock()
 	r.chaperonUID = created.UID
 	p.progressLocked(r, created.ResourceVersion)
 	p.mu.Unlock()
-	p.attempts.sent(r.proxy.UID, created.Name)
+	p.attempts.sent(r.proxy.UID, sentKind(r.target), created.Name)
 	if r.noReservation {
 		// The pod is committed to this target: it binds now and waits
 		// there for room, never moved elsewhere.
@@ -846,6 +846,15 @@ func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.Po
 		return
 	}
 	p.chaperonChanged(r.target, created)
+}
+
+// sentKind names what Permit sends to t: a PodChaperon, or in a self
+// target the delegate itself (targets.SelfChaperons).
+func sentKind(t *targets.Target) string {
+	if t.Self {
+		return "Delegate"
+	}
+	return "PodChaperon"
 }
 
 // retry rejects the waiting pod without holding it against the target (not
@@ -871,7 +880,7 @@ func (p *Plugin) chaperonDeleted(t *targets.Target, c *v1alpha1.PodChaperon) {
 	sent := r != nil && !r.decided && r.target.Ref == t.Ref && r.chaperonUID != "" && r.chaperonUID == c.UID
 	p.mu.Unlock()
 	if sent {
-		p.retry(r, fmt.Sprintf("PodChaperon %s/%s was deleted in %s before the candidate was placed", c.Namespace, c.Name, t.Ref.Name))
+		p.retry(r, fmt.Sprintf("%s %s/%s was deleted in %s before the candidate was placed", sentKind(t), c.Namespace, c.Name, t.Ref.Name))
 	}
 }
 

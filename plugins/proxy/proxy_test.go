@@ -13,6 +13,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
 )
 
@@ -67,7 +68,7 @@ func TestMakeChaperonCarriesTheOriginalPod(t *testing.T) {
 		},
 	}
 	proxy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nginx-1", Namespace: "default", UID: "uid-a"}}
-	got, err := MakeChaperon(source, proxy, "cluster1")
+	got, err := proxypod.MakeChaperon(source, proxy, "cluster1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestFilterKeepsNamespacedTargetsToTheirNamespace(t *testing.T) {
 func TestKeepVerdictKeepsWhatThePluginReads(t *testing.T) {
 	source := &v1.Pod{Spec: v1.PodSpec{Containers: []v1.Container{{Name: "nginx", Image: "nginx"}}}}
 	proxy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nginx-1", Namespace: "default", UID: "uid-a"}}
-	c, err := MakeChaperon(source, proxy, "cluster1")
+	c, err := proxypod.MakeChaperon(source, proxy, "cluster1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -589,14 +589,14 @@ func advSetTaint(ctx context.Context, t *testing.T, c *Cluster, taint *corev1.Ta
 }
 
 // advOneChaperon: exactly one chaperon of the proxy exists, across the
-// clusters.
+// clusters, counting a delegate in cluster1 (its self target, c1) as its
+// own chaperon.
 func advOneChaperon(ctx context.Context, t *testing.T, p *corev1.Pod) {
 	t.Helper()
 	n := 0
+	sel := metav1.ListOptions{LabelSelector: v1alpha1.LabelParentUID + "=" + string(p.UID)}
 	for _, c := range sandbox.Clusters {
-		list, err := versioned.NewForConfigOrDie(c.Config).MulticlusterV1alpha1().PodChaperons(p.Namespace).List(ctx, metav1.ListOptions{
-			LabelSelector: v1alpha1.LabelParentUID + "=" + string(p.UID),
-		})
+		list, err := versioned.NewForConfigOrDie(c.Config).MulticlusterV1alpha1().PodChaperons(p.Namespace).List(ctx, sel)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -604,6 +604,15 @@ func advOneChaperon(ctx context.Context, t *testing.T, p *corev1.Pod) {
 			if ch.DeletionTimestamp == nil {
 				n++
 			}
+		}
+	}
+	self, err := sandbox.Clusters[0].Client.CoreV1().Pods(p.Namespace).List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range self.Items {
+		if d.DeletionTimestamp == nil && metav1.GetControllerOf(&d) == nil {
+			n++
 		}
 	}
 	if n != 1 {
