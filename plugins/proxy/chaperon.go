@@ -1,14 +1,13 @@
 package proxy
 
 import (
-
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
-	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
+	"admiralty.io/multicluster-scheduler/proxypod"
 )
 
 // ChaperonName is proxypod.ChaperonName: the name of a proxy's PodChaperon
