@@ -211,7 +211,7 @@ func delegateOf(ctx context.Context, kube kubernetes.Interface, target string, c
 	case err != nil:
 		return nil, fmt.Sprintf("target %s: delegate %s/%s: %v", target, ch.Namespace, ch.Name, err)
 	}
-	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != ch.UID {
+	if !targets.IsDelegateOf(pod, ch) {
 		return nil, fmt.Sprintf("target %s: pod %s/%s is not the delegate of its PodChaperon (not controlled by it).", target, ch.Namespace, ch.Name)
 	}
 	return pod, ""

@@ -8,6 +8,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 )
 
 // GetDelegate reads the delegate ns/name in a target with a source's
@@ -27,4 +29,14 @@ func GetDelegate(ctx context.Context, kube kubernetes.Interface, ns, name string
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// IsDelegateOf tells whether pod is the delegate of chaperon ch: the pod
+// it controls, or, in a self target, the pod it is (SelfChaperons).
+func IsDelegateOf(pod *corev1.Pod, ch *v1alpha1.PodChaperon) bool {
+	if pod.UID != "" && pod.UID == ch.UID {
+		return true
+	}
+	ref := metav1.GetControllerOf(pod)
+	return ref != nil && ref.UID == ch.UID
 }

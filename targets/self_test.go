@@ -212,3 +212,30 @@ func TestSelfWatchPassesErrors(t *testing.T) {
 		t.Errorf("object %T, want the Status", e.Object)
 	}
 }
+
+// A delegate is the pod its chaperon controls, or in a self target the
+// pod its chaperon is.
+func TestIsDelegateOf(t *testing.T) {
+	ch := &v1alpha1.PodChaperon{ObjectMeta: metav1.ObjectMeta{Name: "d", UID: "ch-uid"}}
+	controlled := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "d", UID: "pod-uid"}}
+	controlled.OwnerReferences = []metav1.OwnerReference{{UID: "ch-uid", Controller: ptr.To(true)}}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "d", UID: "pod-uid",
+		OwnerReferences: []metav1.OwnerReference{{UID: "older-ch-uid", Controller: ptr.To(true)}}}}
+	bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "d", UID: "pod-uid"}}
+	self := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "d", UID: "pod-uid"}}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		ch   *v1alpha1.PodChaperon
+		want bool
+	}{
+		{"controlled", controlled, ch, true},
+		{"another chaperon's", other, ch, false},
+		{"no controller", bare, ch, false},
+		{"a self target's, its own chaperon", self, ChaperonOf(self), true},
+	} {
+		if got := IsDelegateOf(tc.pod, tc.ch); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

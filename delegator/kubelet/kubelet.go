@@ -287,7 +287,7 @@ func delegateOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (s
 	case err != nil:
 		return "", &StatusError{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("target %s: delegate of %s/%s: %v", t.Ref, proxyPod.Namespace, proxyPod.Name, err)}
 	}
-	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != ch.UID {
+	if !targets.IsDelegateOf(pod, ch) {
 		// Not made from this chaperon (yet): an older one's, or not a delegate.
 		return "", &StatusError{Code: http.StatusNotFound, Message: fmt.Sprintf("target %s: no delegate of %s/%s (yet)", t.Ref, proxyPod.Namespace, proxyPod.Name)}
 	}
