@@ -93,11 +93,9 @@ func describePod(ctx context.Context, f *kubeFlags, name string, out io.Writer) 
 				notes = append(notes, fmt.Sprintf("target %s: listing PodChaperons: %v", target, err))
 			} else {
 				for i := range chaperons.Items {
-					if self {
-						break
+					if !self { // a self target's chaperon is its delegate
+						cols = append(cols, column{title: "CHAPERON (" + target + ")", chaperon: &chaperons.Items[i]})
 					}
-					c := &chaperons.Items[i]
-					cols = append(cols, column{title: "CHAPERON (" + target + ")", chaperon: c})
 				}
 				// A source may not list the target's pods: each delegate is
 				// read by its chaperon's name, which the target lets the
