@@ -454,8 +454,15 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 		return controller.Result{RequeueAfter: wait}, nil
 	}
 	if t.Self {
-		if done, err := c.remake(ctx, pod, t); done || err != nil {
+		done, err := c.remake(ctx, pod, t)
+		if err != nil {
 			return controller.Result{}, err
+		}
+		if done {
+			c.mu.Lock()
+			delete(c.missingSince, pod.UID)
+			c.mu.Unlock()
+			return controller.Result{}, nil
 		}
 	}
 	what := "PodChaperon"
@@ -519,9 +526,6 @@ func (c *Controller) remake(ctx context.Context, pod *corev1.Pod, t *targets.Tar
 		c.recorder.Eventf(pod, corev1.EventTypeWarning, ReasonDelegateLost, "cannot make the delegate of this pod in %s again: %v", t.Ref.Name, err)
 		return true, fmt.Errorf("making the delegate of %s/%s again: %w", pod.Namespace, pod.Name, err)
 	}
-	c.mu.Lock()
-	delete(c.missingSince, pod.UID)
-	c.mu.Unlock()
 	klog.FromContext(ctx).Info("Delegate made again", "pod", klog.KObj(pod), "target", t.Ref.String())
 	c.recorder.Eventf(pod, corev1.EventTypeNormal, ReasonDelegateRecreated,
 		"the delegate of this pod in %s was deleted before it finished: made again (%s/%s)", t.Ref.Name, ch.Namespace, ch.Name)

@@ -60,7 +60,8 @@ func TestSelfTargetMakesDelegatesWithoutChaperons(t *testing.T) {
 		t.Errorf("describe pod web: want a delegate column on %s and no chaperon column:\n%s", d.Spec.NodeName, describe)
 	}
 
-	// Bad input: a quota of one pod admits the proxy, not its delegate.
+	// Bad input: a quota with room for one more pod admits the proxy, not
+	// its delegate.
 	quota := &corev1.ResourceQuota{
 		ObjectMeta: metav1.ObjectMeta{Name: "one-more-pod", Namespace: f.ns},
 		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("3")}},
