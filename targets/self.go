@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,18 +72,20 @@ type delegates struct {
 
 var _ mcv1alpha1.PodChaperonInterface = delegates{}
 
-// SelfDelegate is the delegate that a self target makes of a chaperon:
-// the chaperon's name, labels, annotations and spec, placed by this
-// cluster's admiralty-candidate profile (MakeChaperon leaves nodeName and
-// the integer priority out).
-func SelfDelegate(ch *v1alpha1.PodChaperon) *corev1.Pod {
+// DelegatePod is the pod a chaperon stands for: the chaperon's namespace,
+// name, labels and annotations (copies) and its spec, placed by the
+// cluster's admiralty-candidate profile, so without nodeName, and without
+// the integer priority, which the cluster's Priority admission resolves
+// from priorityClassName. It is a self target's delegate as is; a target's
+// chaperon controller adds what ties the pod to its chaperon
+// (chaperon.Delegate).
+func DelegatePod(ch *v1alpha1.PodChaperon) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:         ch.Name,
-			GenerateName: ch.GenerateName,
-			Namespace:    ch.Namespace,
-			Labels:       ch.Labels,
-			Annotations:  ch.Annotations,
+			Name:        ch.Name,
+			Namespace:   ch.Namespace,
+			Labels:      maps.Clone(ch.Labels),
+			Annotations: maps.Clone(ch.Annotations),
 		},
 		Spec: *ch.Spec.DeepCopy(),
 	}
@@ -113,7 +116,7 @@ func selectDelegates(o metav1.ListOptions) metav1.ListOptions {
 }
 
 func (d delegates) Create(ctx context.Context, ch *v1alpha1.PodChaperon, opts metav1.CreateOptions) (*v1alpha1.PodChaperon, error) {
-	pod, err := d.pods.Create(ctx, SelfDelegate(ch), opts)
+	pod, err := d.pods.Create(ctx, DelegatePod(ch), opts)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/targets"
 )
 
 // AnnotationSpecHash on a delegate is the hash of the chaperon spec it was
@@ -23,9 +24,10 @@ const AnnotationSpecHash = v1alpha1.GroupName + "/chaperon-spec-hash"
 // Kind is the PodChaperon kind, for owner references.
 var Kind = v1alpha1.SchemeGroupVersion.WithKind("PodChaperon")
 
-// Delegate is the pod a chaperon stands for: same namespace, name, labels
-// and annotations, its spec, and the chaperon as its controller so that
-// deleting the chaperon garbage-collects the pod.
+// Delegate is the pod a chaperon stands for (targets.DelegatePod: same
+// namespace, name, labels and annotations, its spec), with the hash of
+// that spec and the chaperon as its controller, so that deleting the
+// chaperon garbage-collects the pod.
 //
 // Two fields of the spec are left to the target:
 //   - nodeName: the target's own scheduler places every delegate, a
@@ -35,32 +37,20 @@ var Kind = v1alpha1.SchemeGroupVersion.WithKind("PodChaperon")
 //     priorityClassName there, and rejects a pod whose integer priority
 //     disagrees with the class.
 func Delegate(ch *v1alpha1.PodChaperon) *corev1.Pod {
-	labels := make(map[string]string, len(ch.Labels)+1)
-	for k, v := range ch.Labels {
-		labels[k] = v
-	}
+	pod := targets.DelegatePod(ch)
 	// The delegator watches delegates by this label; a chaperon made by
 	// hand without it still has its delegate seen.
-	if _, ok := labels[v1alpha1.LabelParentClusterName]; !ok {
-		labels[v1alpha1.LabelParentClusterName] = ""
+	if _, ok := pod.Labels[v1alpha1.LabelParentClusterName]; !ok {
+		if pod.Labels == nil {
+			pod.Labels = map[string]string{}
+		}
+		pod.Labels[v1alpha1.LabelParentClusterName] = ""
 	}
-	annotations := make(map[string]string, len(ch.Annotations)+1)
-	for k, v := range ch.Annotations {
-		annotations[k] = v
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
 	}
-	annotations[AnnotationSpecHash] = SpecHash(&ch.Spec)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            ch.Name,
-			Namespace:       ch.Namespace,
-			Labels:          labels,
-			Annotations:     annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ch, Kind)},
-		},
-		Spec: *ch.Spec.DeepCopy(),
-	}
-	pod.Spec.NodeName = ""
-	pod.Spec.Priority = nil
+	pod.Annotations[AnnotationSpecHash] = SpecHash(&ch.Spec)
+	pod.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ch, Kind)}
 	return pod
 }
 

@@ -32,6 +32,7 @@ import (
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
+	"admiralty.io/multicluster-scheduler/delegator/chaperon"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
 	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
@@ -66,23 +67,21 @@ type Controller struct {
 	// deleted: the proxies whose deletion this process's informer saw. A
 	// chaperon of one of them needs no look at the API before it is
 	// deleted (see stale).
-	deleted recentUIDs
+	deleted recent[struct{}]
 	// deletedChaperons: the chaperons this controller deleted, until the
 	// informer shows it. Without it, a proxy's key queued again before the
 	// chaperon's deletion came through the watch (by an earlier event of
 	// that chaperon) deleted it a second time: 13% of the chaperons in a
 	// bench cleanup, each request answered 404.
-	deletedChaperons recentUIDs
+	deletedChaperons recent[struct{}]
 	// selfDelegates: what a self target's delegates showed, by proxy UID,
 	// for making one again (remake).
-	selfDelegates map[types.UID]*selfDelegate
-	selfPruned    time.Time
+	selfDelegates recent[selfDelegate]
 }
 
 // selfDelegate is what is remembered of a self target's delegate (which
-// stands for its chaperon, targets.SelfChaperons) for deletedMemory.
+// stands for its chaperon, targets.SelfChaperons).
 type selfDelegate struct {
-	at time.Time
 	// finished: seen Succeeded or Failed before any deletion; never made
 	// again.
 	finished bool
@@ -93,33 +92,48 @@ type selfDelegate struct {
 	spread  []corev1.TopologySpreadConstraint
 }
 
-// recentUIDs remembers UIDs for deletedMemory (under Controller.mu).
-type recentUIDs struct {
-	at        map[types.UID]time.Time
+// recent remembers a value per UID for deletedMemory after it was last
+// put (under Controller.mu).
+type recent[V any] struct {
+	at        map[types.UID]remembered[V]
 	lastPrune time.Time
 }
 
-func (r *recentUIDs) add(uid types.UID, now time.Time) {
+type remembered[V any] struct {
+	at time.Time
+	v  V
+}
+
+func (r *recent[V]) put(uid types.UID, now time.Time, v V) {
 	if r.at == nil {
-		r.at = map[types.UID]time.Time{}
+		r.at = map[types.UID]remembered[V]{}
 	}
-	r.at[uid] = now
-	// Forget the old ones now and then, not at every add: thousands of
+	r.at[uid] = remembered[V]{at: now, v: v}
+	// Forget the old ones now and then, not at every put: thousands of
 	// deletions at once would each walk the map.
 	if now.Sub(r.lastPrune) < deletedMemory/6 {
 		return
 	}
 	r.lastPrune = now
-	for u, at := range r.at {
-		if now.Sub(at) > deletedMemory {
+	for u, m := range r.at {
+		if now.Sub(m.at) > deletedMemory {
 			delete(r.at, u)
 		}
 	}
 }
 
-func (r *recentUIDs) has(uid types.UID, now time.Time) bool {
-	at, ok := r.at[uid]
-	return ok && now.Sub(at) <= deletedMemory
+func (r *recent[V]) get(uid types.UID, now time.Time) (V, bool) {
+	m, ok := r.at[uid]
+	if !ok || now.Sub(m.at) > deletedMemory {
+		var zero V
+		return zero, false
+	}
+	return m.v, true
+}
+
+func (r *recent[V]) has(uid types.UID, now time.Time) bool {
+	_, ok := r.get(uid, now)
+	return ok
 }
 
 // deletedMemory is how long the UID of a deleted proxy or chaperon is
@@ -130,13 +144,12 @@ const deletedMemory = time.Minute
 func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) {
 	pods := d.Proxies.Core().V1().Pods()
 	c := &Controller{
-		clusterName:   d.Options.ClusterName,
-		client:        d.Client,
-		recorder:      d.Recorder,
-		registry:      d.Targets,
-		proxies:       pods.Lister(),
-		missingSince:  map[types.UID]time.Time{},
-		selfDelegates: map[types.UID]*selfDelegate{},
+		clusterName:  d.Options.ClusterName,
+		client:       d.Client,
+		recorder:     d.Recorder,
+		registry:     d.Targets,
+		proxies:      pods.Lister(),
+		missingSince: map[types.UID]time.Time{},
 	}
 	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
 	_, _ = pods.Informer().AddEventHandler(recordDeletes{c.controller.Handler(), c})
@@ -203,7 +216,7 @@ func (c *Controller) noteSelfDelegate(obj any, deleted bool) {
 	if !ok {
 		return
 	}
-	finished := (ch.Status.Phase == corev1.PodSucceeded || ch.Status.Phase == corev1.PodFailed) && ch.DeletionTimestamp == nil
+	finished := chaperon.IsTerminal(ch.Status.Phase) && ch.DeletionTimestamp == nil
 	if !finished && !deleted {
 		return
 	}
@@ -211,25 +224,12 @@ func (c *Controller) noteSelfDelegate(obj any, deleted bool) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := c.selfDelegates[uid]
-	if m == nil {
-		m = &selfDelegate{}
-		c.selfDelegates[uid] = m
-	}
-	m.at = now
+	m, _ := c.selfDelegates.get(uid, now)
 	m.finished = m.finished || finished
 	if deleted {
 		m.deleted, m.spread = true, ch.Spec.TopologySpreadConstraints
 	}
-	if now.Sub(c.selfPruned) < deletedMemory/6 {
-		return
-	}
-	c.selfPruned = now
-	for u, m := range c.selfDelegates {
-		if now.Sub(m.at) > deletedMemory {
-			delete(c.selfDelegates, u)
-		}
-	}
+	c.selfDelegates.put(uid, now, m)
 }
 
 // TargetRemoved implements targets.Handler. Proxies bound to a removed
@@ -381,7 +381,7 @@ func (c *Controller) proxyDeleted(obj any) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.deleted.add(pod.UID, time.Now())
+	c.deleted.put(pod.UID, time.Now(), struct{}{})
 }
 
 func (c *Controller) sawDeleted(uid types.UID) bool {
@@ -407,7 +407,7 @@ func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *
 	// Gone, or going (NotFound, or Conflict: the name is another
 	// chaperon's now): this UID is never to be deleted again.
 	c.mu.Lock()
-	c.deletedChaperons.add(uid, time.Now())
+	c.deletedChaperons.put(uid, time.Now(), struct{}{})
 	c.mu.Unlock()
 	klog.FromContext(ctx).V(2).Info("Deleted chaperon", "chaperon", klog.KObj(ch), "target", t.Ref.String())
 	return nil
@@ -453,7 +453,9 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 	if wait := lostGrace - time.Since(since); wait > 0 {
 		return controller.Result{RequeueAfter: wait}, nil
 	}
+	what := "PodChaperon"
 	if t.Self {
+		what = "delegate"
 		done, err := c.remake(ctx, pod, t)
 		if err != nil {
 			return controller.Result{}, err
@@ -464,10 +466,6 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 			c.mu.Unlock()
 			return controller.Result{}, nil
 		}
-	}
-	what := "PodChaperon"
-	if t.Self {
-		what = "delegate"
 	}
 	msg := fmt.Sprintf("the %s of this pod in %s was deleted; deleting the proxy so that its controller replaces it", what, t.Ref.Name)
 	klog.FromContext(ctx).Info("Delegate lost", "pod", klog.KObj(pod), "target", t.Ref.String())
@@ -485,10 +483,7 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 // (no original manifest): the proxy is then lost.
 func (c *Controller) remake(ctx context.Context, pod *corev1.Pod, t *targets.Target) (done bool, err error) {
 	c.mu.Lock()
-	var memo selfDelegate
-	if m := c.selfDelegates[pod.UID]; m != nil {
-		memo = *m
-	}
+	memo, _ := c.selfDelegates.get(pod.UID, time.Now())
 	c.mu.Unlock()
 	if memo.finished {
 		// Its final status is fed back; it never runs again.

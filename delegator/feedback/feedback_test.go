@@ -85,28 +85,28 @@ func TestDeletedProxiesAreRememberedForAWhile(t *testing.T) {
 	if !c.sawDeleted("a") || !c.sawDeleted("b") {
 		t.Fatalf("deleted proxies a (event) and b (tombstone) not remembered: %v", c.deleted.at)
 	}
-	c.deleted.at["a"] = time.Now().Add(-deletedMemory - time.Second)
+	c.deleted.at["a"] = remembered[struct{}]{at: time.Now().Add(-deletedMemory - time.Second)}
 	if c.sawDeleted("a") || !c.sawDeleted("b") {
 		t.Errorf("after deletedMemory, a should be forgotten, b kept: %v", c.deleted.at)
 	}
 }
 
-func TestRecentUIDsForgetTheOldOnesNowAndThen(t *testing.T) {
-	var r recentUIDs
+func TestRecentForgetsTheOldOnesNowAndThen(t *testing.T) {
+	var r recent[struct{}]
 	start := time.Now()
-	r.add("old", start)
+	r.put("old", start, struct{}{})
 	if !r.has("old", start.Add(deletedMemory)) || r.has("old", start.Add(deletedMemory+time.Second)) {
 		t.Fatal("a UID is remembered for deletedMemory exactly")
 	}
-	// Adds within deletedMemory/6 of the last walk do not walk the map.
-	r.add("x", start.Add(deletedMemory/12))
+	// Puts within deletedMemory/6 of the last walk do not walk the map.
+	r.put("x", start.Add(deletedMemory/12), struct{}{})
 	if len(r.at) != 2 {
 		t.Fatalf("remembered %v, want old and x", r.at)
 	}
 	later := start.Add(deletedMemory + time.Second)
-	r.add("new", later)
+	r.put("new", later, struct{}{})
 	if _, ok := r.at["old"]; ok || !r.has("new", later) || !r.has("x", later) {
-		t.Errorf("after deletedMemory, the next add forgets old only: %v", r.at)
+		t.Errorf("after deletedMemory, the next put forgets old only: %v", r.at)
 	}
 }
 
@@ -205,7 +205,7 @@ func TestStatusPatchCarriesTheCachedResourceVersion(t *testing.T) {
 // before any deletion counts); a deleted one leaves its topology spread
 // constraints for the one made again.
 func TestNoteSelfDelegate(t *testing.T) {
-	c := &Controller{selfDelegates: map[types.UID]*selfDelegate{}}
+	c := &Controller{}
 	delegate := func(proxyUID string, phase corev1.PodPhase, deleting bool) *v1alpha1.PodChaperon {
 		ch := &v1alpha1.PodChaperon{
 			ObjectMeta: metav1.ObjectMeta{Name: "d-" + proxyUID, Labels: map[string]string{v1alpha1.LabelParentUID: proxyUID}},
@@ -220,18 +220,18 @@ func TestNoteSelfDelegate(t *testing.T) {
 		return ch
 	}
 	c.noteSelfDelegate(delegate("running", corev1.PodRunning, false), false)
-	if len(c.selfDelegates) != 0 {
-		t.Errorf("a running delegate's update is remembered: %v", c.selfDelegates)
+	if len(c.selfDelegates.at) != 0 {
+		t.Errorf("a running delegate's update is remembered: %v", c.selfDelegates.at)
 	}
 	c.noteSelfDelegate(delegate("done", corev1.PodSucceeded, false), false)
 	c.noteSelfDelegate(delegate("done", corev1.PodSucceeded, true), true)
-	if m := c.selfDelegates["done"]; m == nil || !m.finished || !m.deleted {
+	if m, ok := c.selfDelegates.get("done", time.Now()); !ok || !m.finished || !m.deleted {
 		t.Errorf("finished, then deleted: %+v", m)
 	}
 	c.noteSelfDelegate(delegate("killed", corev1.PodFailed, true), false)
 	c.noteSelfDelegate(delegate("killed", corev1.PodFailed, true), true)
-	m := c.selfDelegates["killed"]
-	if m == nil || m.finished || !m.deleted || len(m.spread) != 1 || m.spread[0].TopologyKey != "zone" {
+	m, ok := c.selfDelegates.get("killed", time.Now())
+	if !ok || m.finished || !m.deleted || len(m.spread) != 1 || m.spread[0].TopologyKey != "zone" {
 		t.Errorf("failed while being deleted: %+v, want deleted, not finished, with its spread constraint", m)
 	}
 }
