@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/targets/kubeconfig"
 )
 
 // labelTokenInvalidSince is set by kube-controller-manager on a legacy
@@ -28,9 +29,10 @@ const labelTokenInvalidSince = "kubernetes.io/legacy-token-invalid-since"
 
 type exportOptions struct {
 	*kubeFlags
-	as              string
-	server          string
-	secretNamespace string
+	as               string
+	server           string
+	secretNamespace  string
+	allowInsecureTLS bool
 }
 
 func newExportCommand(f *kubeFlags) *cobra.Command {
@@ -59,6 +61,7 @@ The server must be reachable from the source cluster's pods: override it with
 	fl.StringVar(&o.as, "as", "", "name of the Secret (default: SERVICE_ACCOUNT)")
 	fl.StringVar(&o.server, "server", "", "API server address to write in the kubeconfig (default: the context's cluster's)")
 	fl.StringVar(&o.secretNamespace, "secret-namespace", "", "namespace of the Secret (default: none, so that kubectl -n NS apply chooses)")
+	fl.BoolVar(&o.allowInsecureTLS, "allow-insecure-tls", false, "keep the context's insecure-skip-tls-verify; sources refuse such a kubeconfig unless their admin allows it (delegator --target-allow-insecure-tls, --cluster-target-allow-insecure-tls)")
 	return cmd
 }
 
@@ -120,7 +123,7 @@ func (o *exportOptions) run(ctx context.Context, saName string, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	kc, err := kubeconfigFor(contextName, kctx.Cluster, cluster, o.server, sa, token)
+	kc, err := kubeconfigFor(contextName, kctx.Cluster, cluster, o.server, sa, token, o.allowInsecureTLS)
 	if err != nil {
 		return err
 	}
@@ -204,8 +207,10 @@ func pickToken(sa *corev1.ServiceAccount, secrets []corev1.Secret) ([]byte, erro
 // kubeconfigFor is a kubeconfig with one context: the cluster as the
 // caller's kubeconfig knows it (CA embedded, so the kubeconfig works
 // anywhere), unless server overrides its address, and the service account's
-// token.
-func kubeconfigFor(contextName, clusterName string, cluster *clientcmdapi.Cluster, server string, sa *corev1.ServiceAccount, token []byte) (*clientcmdapi.Config, error) {
+// token. It passes the checks that sources make of a Target's kubeconfig
+// (package kubeconfig), so a source never refuses it; allowInsecureTLS
+// keeps an insecure-skip-tls-verify, which only some sources accept.
+func kubeconfigFor(contextName, clusterName string, cluster *clientcmdapi.Cluster, server string, sa *corev1.ServiceAccount, token []byte, allowInsecureTLS bool) (*clientcmdapi.Config, error) {
 	c := clientcmdapi.NewCluster()
 	c.Server = cluster.Server
 	if server != "" {
@@ -240,6 +245,16 @@ func kubeconfigFor(contextName, clusterName string, cluster *clientcmdapi.Cluste
 	kc.CurrentContext = contextName
 	if err := clientcmd.Validate(*kc); err != nil {
 		return nil, errors.Join(fmt.Errorf("the exported kubeconfig would be invalid"), err)
+	}
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kubeconfig.Parse(data, kubeconfig.Policy{AllowInsecureTLS: allowInsecureTLS}); err != nil {
+		if errors.Is(err, kubeconfig.ErrRefused) && c.InsecureSkipTLSVerify && !allowInsecureTLS {
+			return nil, fmt.Errorf("cluster %q skips TLS verification (insecure-skip-tls-verify), which sources refuse unless their admin allows it: give the cluster's CA in the kubeconfig, or pass --allow-insecure-tls if the source allows it (%w)", clusterName, err)
+		}
+		return nil, fmt.Errorf("sources would refuse the exported kubeconfig: %w", err)
 	}
 	return kc, nil
 }

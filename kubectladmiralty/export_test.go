@@ -96,37 +96,54 @@ func TestPickToken(t *testing.T) {
 	}
 }
 
+// testCA reads the PEM certificate in testdata/ca.crt: exported kubeconfigs
+// must carry a CA that parses, as sources refuse any other.
+func testCA(t *testing.T) []byte {
+	t.Helper()
+	ca, err := os.ReadFile(filepath.Join("testdata", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
 func TestKubeconfigFor(t *testing.T) {
+	ca := testCA(t)
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(caFile, []byte("CA FROM FILE"), 0o600); err != nil {
+	if err := os.WriteFile(caFile, ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(t.TempDir(), "not-pem.crt")
+	if err := os.WriteFile(notPEM, []byte("CA FROM FILE"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name    string
-		cluster clientcmdapi.Cluster
-		server  string
-		want    clientcmdapi.Cluster
-		wantErr string
+		name     string
+		cluster  clientcmdapi.Cluster
+		server   string
+		insecure bool
+		want     clientcmdapi.Cluster
+		wantErr  string
 	}{
 		{
 			name:    "the server and CA of the context's cluster are kept",
-			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: []byte("CA"), TLSServerName: "kubernetes"},
-			want:    clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: []byte("CA"), TLSServerName: "kubernetes"},
+			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: ca, TLSServerName: "kubernetes"},
+			want:    clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: ca, TLSServerName: "kubernetes"},
 		},
 		{
 			name:    "--server replaces the address and keeps the CA",
-			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: []byte("CA")},
+			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: ca},
 			server:  "https://cluster2.example:6443",
-			want:    clientcmdapi.Cluster{Server: "https://cluster2.example:6443", CertificateAuthorityData: []byte("CA")},
+			want:    clientcmdapi.Cluster{Server: "https://cluster2.example:6443", CertificateAuthorityData: ca},
 		},
 		{
 			name:    "a CA file is embedded, so that the kubeconfig works in another cluster",
 			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthority: caFile},
-			want:    clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: []byte("CA FROM FILE")},
+			want:    clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: ca},
 		},
 		{
 			name:    "a cluster without a server asks for --server",
-			cluster: clientcmdapi.Cluster{CertificateAuthorityData: []byte("CA")},
+			cluster: clientcmdapi.Cluster{CertificateAuthorityData: ca},
 			wantErr: `cluster "cluster2" has no server address in the kubeconfig: set --server`,
 		},
 		{
@@ -134,10 +151,31 @@ func TestKubeconfigFor(t *testing.T) {
 			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthority: caFile + ".missing"},
 			wantErr: `CA certificate of cluster "cluster2"`,
 		},
+		{
+			name:    "a CA that is not a PEM certificate is refused here, not by the source",
+			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthority: notPEM},
+			wantErr: "sources would refuse the exported kubeconfig",
+		},
+		{
+			name:    "insecure-skip-tls-verify says how to fix it",
+			cluster: clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", InsecureSkipTLSVerify: true},
+			wantErr: `cluster "cluster2" skips TLS verification (insecure-skip-tls-verify)`,
+		},
+		{
+			name:     "insecure-skip-tls-verify passes with --allow-insecure-tls",
+			cluster:  clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", InsecureSkipTLSVerify: true},
+			insecure: true,
+			want:     clientcmdapi.Cluster{Server: "https://127.0.0.1:6443"},
+		},
+		{
+			name:    "a plain-HTTP server is refused",
+			cluster: clientcmdapi.Cluster{Server: "http://127.0.0.1:8080", CertificateAuthorityData: ca},
+			wantErr: "sources would refuse the exported kubeconfig",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			kc, err := kubeconfigFor("ctx2", "cluster2", &tc.cluster, tc.server, sa, []byte("TOKEN"))
+			kc, err := kubeconfigFor("ctx2", "cluster2", &tc.cluster, tc.server, sa, []byte("TOKEN"), tc.insecure)
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
 					t.Fatalf("kubeconfigFor() error = %v, want one starting with %q", err, tc.wantErr)
@@ -167,8 +205,8 @@ func TestKubeconfigFor(t *testing.T) {
 }
 
 func TestSecretManifest(t *testing.T) {
-	cluster := &clientcmdapi.Cluster{Server: "https://127.0.0.1:17002", CertificateAuthorityData: []byte("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n")}
-	kc, err := kubeconfigFor("cluster2", "admiralty-cluster2", cluster, "", sa, []byte("TOKEN"))
+	cluster := &clientcmdapi.Cluster{Server: "https://127.0.0.1:17002", CertificateAuthorityData: testCA(t)}
+	kc, err := kubeconfigFor("cluster2", "admiralty-cluster2", cluster, "", sa, []byte("TOKEN"), false)
 	if err != nil {
 		t.Fatal(err)
 	}

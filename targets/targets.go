@@ -25,10 +25,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
@@ -38,6 +38,7 @@ import (
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/controller"
 	"admiralty.io/multicluster-scheduler/names"
+	"admiralty.io/multicluster-scheduler/targets/kubeconfig"
 )
 
 // Ref names a Target (Namespace set) or a ClusterTarget (Namespace empty).
@@ -91,6 +92,10 @@ type Target struct {
 
 	Config *rest.Config
 	Client kubernetes.Interface
+	// Dynamic is a dynamic client of Config.
+	Dynamic dynamic.Interface
+	// WatchClient is Client without the request timeout, for informers.
+	WatchClient kubernetes.Interface
 	// MCClient: a self target's PodChaperons are its delegates
 	// (SelfChaperons).
 	MCClient versioned.Interface
@@ -204,6 +209,10 @@ type Options struct {
 	// keep; DropManagedFields when nil. A process that reads only some
 	// fields keeps only those.
 	ChaperonTransform cache.TransformFunc
+	// Kubeconfigs is what the kubeconfigs of Targets' and ClusterTargets'
+	// Secrets may contain and point at. The scheduler and the delegator
+	// must be given the same rules.
+	Kubeconfigs kubeconfig.Rules
 }
 
 // Registry is the live set of targets.
@@ -377,7 +386,12 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 		r.report(ctx, obj, metav1.ConditionFalse, reason, cfgErr.Error())
 		return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
 	}
-	t := r.connect(ctx, ref, spec, cfg, fingerprint)
+	t, err := r.connect(ctx, ref, spec, cfg, fingerprint)
+	if err != nil {
+		r.remove(ref)
+		r.report(ctx, obj, metav1.ConditionFalse, ReasonInvalidKubeconfig, fmt.Sprintf("cannot build a client from the kubeconfig: %v", err))
+		return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
+	}
 	if !r.opts.WriteStatus {
 		return controller.Result{}, nil
 	}
@@ -448,7 +462,8 @@ func (r *Registry) finalize(ctx context.Context, ref Ref, obj metav1.Object) (co
 		r.mu.Unlock()
 		if ok {
 			logger.Info("Reconnecting to a deleted target with its last working credentials, to clean up", "target", ref.String())
-			t = r.connect(ctx, ref, lg.spec, rest.CopyConfig(lg.cfg), lg.fingerprint)
+			// It connected before, with these very credentials.
+			t, _ = r.connect(ctx, ref, lg.spec, rest.CopyConfig(lg.cfg), lg.fingerprint)
 		}
 	}
 	var err error
@@ -618,7 +633,7 @@ func (r *Registry) connectionConfig(ctx context.Context, ref Ref, spec targetSpe
 	if !ok || len(data) == 0 {
 		return nil, "", ReasonInvalidKubeconfig, fmt.Errorf("kubeconfig Secret %s/%s has no key %q", spec.secretNamespace, spec.secretName, key)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	cfg, err := kubeconfig.Parse(data, r.opts.Kubeconfigs.For(ref.IsCluster()))
 	if err != nil {
 		return nil, "", ReasonInvalidKubeconfig, fmt.Errorf("kubeconfig Secret %s/%s, key %q: %w", spec.secretNamespace, spec.secretName, key, err)
 	}
@@ -627,17 +642,34 @@ func (r *Registry) connectionConfig(ctx context.Context, ref Ref, spec targetSpe
 }
 
 // connect returns the live target of ref, replacing it if its connection
-// changed.
-func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *rest.Config, fingerprint string) *Target {
+// changed. It fails only if the clients cannot be built from cfg.
+func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *rest.Config, fingerprint string) (*Target, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t, ok := r.live[ref]; ok {
-		if t.fingerprint == fingerprint {
-			return t
-		}
-		r.removeLocked(ref, t)
+	if t, ok := r.live[ref]; ok && t.fingerprint == fingerprint {
+		return t, nil
 	}
-	r.lastGood[ref] = lastConnection{spec: spec, cfg: rest.CopyConfig(cfg), fingerprint: fingerprint}
+	good := lastConnection{spec: spec, cfg: rest.CopyConfig(cfg), fingerprint: fingerprint}
+	t, err := r.newTarget(ctx, ref, spec, cfg, fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := r.live[ref]; ok {
+		r.removeLocked(ref, old)
+	}
+	r.lastGood[ref] = good
+	r.live[ref] = t
+	r.byNode[ref.VirtualNodeName()] = t
+	klog.FromContext(ctx).Info("Target connected", "target", ref.String(), "self", spec.self, "host", cfg.Host)
+	for _, h := range r.handlers {
+		h.TargetAdded(t)
+	}
+	t.StartInformers()
+	return t, nil
+}
+
+// newTarget builds the clients and informer factories of a connection.
+func (r *Registry) newTarget(ctx context.Context, ref Ref, spec targetSpec, cfg *rest.Config, fingerprint string) (*Target, error) {
 	cfg.QPS, cfg.Burst, cfg.UserAgent = r.opts.QPS, r.opts.Burst, r.opts.UserAgent
 	// Custom resources speak JSON only; a self target's configuration may
 	// come from a component that asks for protobuf.
@@ -646,20 +678,34 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 	cfg.WarningHandler = nil
 	// Bound every request, so that an unreachable target never blocks a
 	// caller for long.
-	cfg.Timeout = 15 * time.Second
+	cfg.Timeout = RequestTimeout
 	cfg.Wrap(countErrors(ref.String()))
 	t := &Target{Ref: ref, Self: spec.self, Scope: ref.Namespace, Config: cfg, fingerprint: fingerprint}
-	t.Client = kubernetes.NewForConfigOrDie(Protobuf(cfg))
-	t.MCClient = versioned.NewForConfigOrDie(cfg)
+	var err error
+	if t.Client, err = kubernetes.NewForConfig(Protobuf(cfg)); err != nil {
+		return nil, err
+	}
+	if t.MCClient, err = versioned.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
 	// Watches must outlive the request timeout.
 	watchCfg := rest.CopyConfig(cfg)
 	watchCfg.Timeout = 0
-	watchMC := versioned.NewForConfigOrDie(watchCfg)
+	watchMC, err := versioned.NewForConfig(watchCfg)
+	if err != nil {
+		return nil, err
+	}
+	if t.WatchClient, err = kubernetes.NewForConfig(Protobuf(watchCfg)); err != nil {
+		return nil, err
+	}
+	if t.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
 	var chaperonsMC versioned.Interface = watchMC
 	if spec.self {
 		// A self target's chaperons are its delegates (SelfChaperons).
 		t.MCClient = SelfChaperons(t.MCClient, t.Client.CoreV1())
-		chaperonsMC = SelfChaperons(watchMC, kubernetes.NewForConfigOrDie(Protobuf(watchCfg)).CoreV1())
+		chaperonsMC = SelfChaperons(watchMC, t.WatchClient.CoreV1())
 	}
 	transform := r.opts.ChaperonTransform
 	if transform == nil {
@@ -673,15 +719,11 @@ func (r *Registry) connect(ctx context.Context, ref Ref, spec targetSpec, cfg *r
 		}))
 	t.Summaries = mcinformers.NewSharedInformerFactoryWithOptions(watchMC, 0, mcinformers.WithTransform(DropManagedFields))
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.live[ref] = t
-	r.byNode[ref.VirtualNodeName()] = t
-	klog.FromContext(ctx).Info("Target connected", "target", ref.String(), "self", spec.self, "host", cfg.Host)
-	for _, h := range r.handlers {
-		h.TargetAdded(t)
-	}
-	t.StartInformers()
-	return t
+	return t, nil
 }
+
+// RequestTimeout bounds each request to a target but watches.
+const RequestTimeout = 15 * time.Second
 
 // Protobuf returns a copy of cfg for built-in kinds, which the API
 // servers encode and decode several times cheaper as protobuf than as

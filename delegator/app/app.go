@@ -249,6 +249,7 @@ func RunWithServers(ctx context.Context, o *Options, servers []ServerFactory, fa
 			Recorder:          d.Recorder,
 			HealthInterval:    o.TargetHealthInterval,
 			ChaperonTransform: TrimSourceChaperon,
+			Kubeconfigs:       o.Kubeconfigs,
 		}, client, mcClient, d.MCInformers)
 		// The registry runs like a controller, before the ones that use it.
 		factories := append([]ControllerFactory{func(context.Context, *Delegator) (Controller, error) { return d.Targets, nil }}, factories...)

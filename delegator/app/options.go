@@ -17,6 +17,7 @@ import (
 	"k8s.io/component-base/config/options"
 
 	"admiralty.io/multicluster-scheduler/logging"
+	"admiralty.io/multicluster-scheduler/targets/kubeconfig"
 )
 
 // Options are the delegator's flags.
@@ -82,6 +83,11 @@ type Options struct {
 	// the leader serves.
 	KubeletAdvertiseAddress string
 
+	// Kubeconfigs is what the kubeconfigs of Targets' and ClusterTargets'
+	// Secrets may contain and point at (--target-* and --cluster-target-*),
+	// as the scheduler's AdmiraltyProxy args kubeconfigs.
+	Kubeconfigs kubeconfig.Rules
+
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
 	Logging        *logging.Options
 }
@@ -140,6 +146,14 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookService, "webhook-service", o.WebhookService, "namespace/name of the Service in front of the delegator's webhook port (443 on the Service), used when --webhook-url is empty.")
 	fs.StringVar(&o.KubeletAddr, "kubelet-addr", o.KubeletAddr, "Address where the leader serves the virtual nodes' kubelet endpoint (HTTPS, self-signed): logs, exec, attach and port-forward on proxy pods.")
 	fs.StringVar(&o.KubeletAdvertiseAddress, "kubelet-advertise-address", o.KubeletAdvertiseAddress, "IP the virtual nodes advertise as InternalIP, where the API server reaches --kubelet-addr's port (default $POD_IP, else 127.0.0.1).")
+	for _, k := range []struct {
+		prefix, kind string
+		p            *kubeconfig.Policy
+	}{{"target", "namespaced Targets", &o.Kubeconfigs.Targets}, {"cluster-target", "ClusterTargets", &o.Kubeconfigs.ClusterTargets}} {
+		fs.BoolVar(&k.p.AllowInsecureTLS, k.prefix+"-allow-insecure-tls", k.p.AllowInsecureTLS, "Accept insecure-skip-tls-verify (and http:// servers) in the kubeconfigs of "+k.kind+". Same as the scheduler's AdmiraltyProxy args.")
+		fs.BoolVar(&k.p.AllowProxyURL, k.prefix+"-allow-proxy-url", k.p.AllowProxyURL, "Accept proxy-url in the kubeconfigs of "+k.kind+". Same as the scheduler's AdmiraltyProxy args.")
+		fs.StringSliceVar(&k.p.Servers, k.prefix+"-servers", k.p.Servers, "Allow-list of the servers that the kubeconfigs of "+k.kind+" may point at: IPs, CIDRs (checked at each connection, after name resolution), host names and *.DOMAIN. Empty: any, but link-local and cloud metadata addresses. Same as the scheduler's AdmiraltyProxy args.")
+	}
 	options.BindLeaderElectionFlags(&o.LeaderElection, fs)
 	o.Logging.AddFlags(fs)
 }
@@ -175,6 +189,9 @@ func (o *Options) Validate() error {
 	}
 	if err := o.validateWebhook(); err != nil {
 		return err
+	}
+	if err := o.Kubeconfigs.Validate(); err != nil {
+		return fmt.Errorf("--target-servers or --cluster-target-servers: %w", err)
 	}
 	if _, err := o.KubeletPort(); err != nil {
 		return err

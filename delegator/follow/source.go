@@ -17,8 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -143,7 +141,7 @@ func (c *Source) TargetAdded(t *targets.Target) {
 		return
 	}
 	st := &targetState{t: t, copies: map[*kind]cache.SharedIndexInformer{}}
-	st.dyn = dynamic.NewForConfigOrDie(t.Config)
+	st.dyn = t.Dynamic
 	st.chaperons = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer()
 	// Fails if the informer already runs; lookups then scan the namespace.
 	_ = st.chaperons.AddIndexers(cache.Indexers{indexRefs: chaperonRefKeys})
@@ -159,9 +157,7 @@ func (c *Source) TargetAdded(t *targets.Target) {
 		keys = append(keys, c.localKeys(kindIngress, ch.Namespace)...)
 		return append(keys, markKey(t.Ref, ch.Namespace, ch.Name))
 	}))
-	watchCfg := rest.CopyConfig(t.Config)
-	watchCfg.Timeout = 0
-	st.factory = informers.NewSharedInformerFactoryWithOptions(kubernetes.NewForConfigOrDie(watchCfg), 0,
+	st.factory = informers.NewSharedInformerFactoryWithOptions(t.WatchClient, 0,
 		informers.WithNamespace(t.Scope),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = LabelOriginCluster + "=" + names.Fit(c.clusterName, names.MaxLabel)
@@ -229,10 +225,7 @@ func (c *Source) CleanupTarget(ctx context.Context, t *targets.Target) error {
 	if t.Self {
 		return nil
 	}
-	dyn, err := dynamic.NewForConfig(t.Config)
-	if err != nil {
-		return err
-	}
+	dyn := t.Dynamic
 	selector := LabelOriginCluster + "=" + names.Fit(c.clusterName, names.MaxLabel)
 	for _, k := range []*kind{kindService, kindIngress} {
 		res := dyn.Resource(k.gvr).Namespace(t.Scope)

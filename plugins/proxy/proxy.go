@@ -40,6 +40,7 @@ import (
 	"admiralty.io/multicluster-scheduler/plugins/simulator"
 	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
+	"admiralty.io/multicluster-scheduler/targets/kubeconfig"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration profiles.
@@ -90,6 +91,10 @@ type Args struct {
 	// KubeAPIQPS and KubeAPIBurst limit each target client.
 	KubeAPIQPS   float32 `json:"kubeAPIQPS"`
 	KubeAPIBurst int     `json:"kubeAPIBurst"`
+	// Kubeconfigs is what the kubeconfigs of Targets' and ClusterTargets'
+	// Secrets may contain and point at: the same rules as the delegator's
+	// --target-* and --cluster-target-* flags.
+	Kubeconfigs kubeconfig.Rules `json:"kubeconfigs"`
 }
 
 func (a *Args) setDefaults() {
@@ -127,6 +132,9 @@ func (a *Args) validate() error {
 		if w < 0 || w > 100 {
 			return fmt.Errorf("%s args: targetWeights[%s] must be between 0 and 100", Name, name)
 		}
+	}
+	if err := a.Kubeconfigs.Validate(); err != nil {
+		return fmt.Errorf("%s args: kubeconfigs.%w", Name, err)
 	}
 	return nil
 }
@@ -265,6 +273,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		Burst:             args.KubeAPIBurst,
 		UserAgent:         "kube-scheduler-admiralty/" + args.ClusterName,
 		ChaperonTransform: keepVerdict,
+		Kubeconfigs:       args.Kubeconfigs,
 	}, h.ClientSet(), mc, factory)
 	p.targetOf = p.registry.ByVirtualNode
 	p.registry.Subscribe(p)
