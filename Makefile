@@ -139,7 +139,7 @@ demo: sandbox ## Sandbox up, clusters connected as in the Getting Started, the n
 
 .PHONY: test
 test: tools build ## Unit tests, then integration tests on a sandbox of their own (started and stopped here).
-	go test $$(go list ./... | grep -v /test/integration)
+	go test -race $$(go list ./... | grep -v /test/integration)
 	hack/test-integration.sh
 
 # The sandbox needs as many clusters as the largest number of targets

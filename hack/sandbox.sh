@@ -273,7 +273,7 @@ write_kubeconfigs() {
 	dir=$(cluster_dir "$i")
 	src=$dir/kwokctl.kubeconfig
 	# The admin kubeconfig, with context, cluster and user named clusterI.
-	KUBECONFIG=$src "$KUBECTL" config view --raw --minify --context "kwok-$(kwok_name "$i")" -o json |
+	KUBECONFIG=$src "$KUBECTL" config view --raw --minify --flatten --context "kwok-$(kwok_name "$i")" -o json |
 		jq --arg n "cluster$i" '
 			.clusters[0].name = $n | .users[0].name = $n |
 			.contexts[0].name = $n | .contexts[0].context.cluster = $n | .contexts[0].context.user = $n |

@@ -231,7 +231,11 @@ type Registry struct {
 	// Target is gone: deleting a namespace deletes a Target's kubeconfig
 	// Secret as it deletes the Target, and the Target's cleanup in the
 	// target still needs the credentials.
-	lastGood       map[Ref]lastConnection
+	lastGood map[Ref]lastConnection
+	// refusals is the last refusal logged per Target where no status is
+	// written (the scheduler), so that each is logged once, not at every
+	// recheck.
+	refusals       map[Ref]string
 	handlers       []Handler
 	healthHandlers []func(*Target)
 }
@@ -252,6 +256,7 @@ func NewRegistry(opts Options, localKube kubernetes.Interface, localMC versioned
 		live:      map[Ref]*Target{},
 		byNode:    map[string]*Target{},
 		lastGood:  map[Ref]lastConnection{},
+		refusals:  map[Ref]string{},
 	}
 	r.controller = controller.New("targets", 2, r.reconcile)
 	ti := factory.Multicluster().V1alpha1().Targets()
@@ -361,6 +366,7 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 		r.remove(ref)
 		r.mu.Lock()
 		delete(r.lastGood, ref)
+		delete(r.refusals, ref)
 		r.mu.Unlock()
 		return controller.Result{}, nil
 	}
@@ -382,16 +388,17 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 	if cfgErr != nil {
 		// Bad input: no connection, a clear condition; the Target (or its
 		// Secret, through the periodic recheck) must change to fix it.
-		r.remove(ref)
-		r.report(ctx, obj, metav1.ConditionFalse, reason, cfgErr.Error())
+		r.refuse(ctx, ref, obj, reason, cfgErr.Error())
 		return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
 	}
 	t, err := r.connect(ctx, ref, spec, cfg, fingerprint)
 	if err != nil {
-		r.remove(ref)
-		r.report(ctx, obj, metav1.ConditionFalse, ReasonInvalidKubeconfig, fmt.Sprintf("cannot build a client from the kubeconfig: %v", err))
+		r.refuse(ctx, ref, obj, ReasonInvalidKubeconfig, fmt.Sprintf("cannot build a client from the kubeconfig: %v", err))
 		return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
 	}
+	r.mu.Lock()
+	delete(r.refusals, ref)
+	r.mu.Unlock()
 	if !r.opts.WriteStatus {
 		return controller.Result{}, nil
 	}
@@ -828,6 +835,24 @@ func describe(err error) error {
 
 // report sets the Ready condition of the Target or ClusterTarget, and emits
 // an Event when it changes.
+// refuse disconnects ref, whose Target cannot be connected to as it is,
+// and says why: in its status where this registry writes it, else in the
+// log, once per distinct refusal.
+func (r *Registry) refuse(ctx context.Context, ref Ref, obj metav1.Object, reason, message string) {
+	r.remove(ref)
+	if r.opts.WriteStatus {
+		r.report(ctx, obj, metav1.ConditionFalse, reason, message)
+		return
+	}
+	r.mu.Lock()
+	logged := r.refusals[ref] == reason+message
+	r.refusals[ref] = reason + message
+	r.mu.Unlock()
+	if !logged {
+		klog.FromContext(ctx).Info("Target refused", "target", ref.String(), "reason", reason, "message", message)
+	}
+}
+
 func (r *Registry) report(ctx context.Context, obj metav1.Object, status metav1.ConditionStatus, reason, message string) {
 	if !r.opts.WriteStatus {
 		return

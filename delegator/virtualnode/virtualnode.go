@@ -367,6 +367,11 @@ func (p *provider) Ping(ctx context.Context) error {
 		return err
 	}
 	p.registry.ReportHealth(p.target, err)
+	// A target that does not answer uses up the ping's deadline: the
+	// node's condition is written with a deadline of its own, to the
+	// source's API server.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), targets.RequestTimeout)
+	defer cancel()
 	if err != nil {
 		p.setReady(ctx, p.target.Ref.VirtualNodeName(), false, fmt.Sprintf("target %s does not answer: %v", p.target.Ref.String(), err))
 	} else {

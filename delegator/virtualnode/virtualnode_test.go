@@ -2,6 +2,8 @@ package virtualnode
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
+	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned/fake"
 	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
@@ -191,5 +196,36 @@ func TestSameNodeIgnoresWhatTheNodeDoesNotShow(t *testing.T) {
 		if sameNode(base, n) {
 			t.Errorf("%s: a change of the virtual node was not seen", name)
 		}
+	}
+}
+
+// A target that accepts connections but never answers uses up the ping's
+// deadline; the node's Ready condition is still written, with a deadline of
+// its own, so that the node turns NotReady as for a target that refuses.
+func TestPingOfAHungTargetStillWritesTheCondition(t *testing.T) {
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hung.Close()
+	mc, err := versioned.NewForConfig(&rest.Config{Host: hung.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := &targets.Target{Ref: targets.Ref{Namespace: "ns", Name: "c2"}, Scope: "ns", MCClient: mc}
+	registry := targets.NewRegistry(targets.Options{}, kubefake.NewClientset(), fake.NewSimpleClientset(),
+		mcinformers.NewSharedInformerFactory(fake.NewSimpleClientset(), 0))
+	type call struct {
+		ready  bool
+		ctxErr error
+	}
+	var calls []call
+	p := &provider{target: target, registry: registry, setReady: func(ctx context.Context, name string, ready bool, message string) {
+		calls = append(calls, call{ready: ready, ctxErr: ctx.Err()})
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond) // as virtual-kubelet's ping timeout
+	defer cancel()
+	if err := p.Ping(ctx); err == nil {
+		t.Fatal("Ping of a target that never answers succeeded")
+	}
+	if len(calls) != 1 || calls[0].ready || calls[0].ctxErr != nil {
+		t.Fatalf("setReady calls %+v, want one NotReady with a live context", calls)
 	}
 }

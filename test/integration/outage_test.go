@@ -27,9 +27,22 @@ import (
 // cluster is back, what lost its proxy meanwhile is deleted there: every
 // proxy ends with exactly one delegate, in one cluster.
 func TestTargetOutage(t *testing.T) {
+	testOutage(t, "outage-", stopCluster)
+}
+
+// A target whose API server is frozen (SIGSTOP: connections are accepted by
+// the kernel but nothing answers, as in a network partition that drops
+// packets) is detected like one that refuses connections, and the same
+// failover follows; when it answers again, nothing is duplicated or left.
+func TestTargetFrozen(t *testing.T) {
+	testOutage(t, "frozen-", freezeCluster)
+}
+
+// testOutage runs the outage scenario, cutting cluster3 off with cut.
+func testOutage(t *testing.T, prefix string, cut func(*testing.T, *Cluster) (restore func())) {
 	c1, c2, c3 := sandbox.Clusters[0], sandbox.Clusters[1], sandbox.Clusters[2]
 	ctx := testContext(t, 10*time.Minute)
-	ns := "outage-" + rand.String(5)
+	ns := prefix + rand.String(5)
 	for _, c := range sandbox.Clusters {
 		createNamespace(t, c, ns)
 	}
@@ -60,7 +73,7 @@ func TestTargetOutage(t *testing.T) {
 	waitNodeReady(ctx, t, c1, vnode("c2"))
 
 	stopped := time.Now()
-	restore := stopCluster(t, c3)
+	restore := cut(t, c3)
 	eventually(ctx, t, "virtual node of c3 NotReady and tainted unreachable", func(ctx context.Context) (bool, string, error) {
 		n, err := c1.Client.CoreV1().Nodes().Get(ctx, vnode("c3"), metav1.GetOptions{})
 		if err != nil {

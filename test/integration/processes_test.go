@@ -260,3 +260,56 @@ func stopCluster(t *testing.T, c *Cluster) (restore func()) {
 	delegator.kill(t)
 	return restore
 }
+
+// freezeCluster stops cluster c's kube-apiserver with SIGSTOP: the kernel
+// still accepts connections to its port, but no request is answered, as
+// when a network drops packets. The returned function (also run when the
+// test ends) resumes it and restarts whatever of the cluster gave up
+// meanwhile (components whose leader election lapsed exit).
+func freezeCluster(t *testing.T, c *Cluster) (restore func()) {
+	t.Helper()
+	apiserver := component{name: c.Context + " kube-apiserver", pidFile: filepath.Join(c.KwokWorkdir, "pids", "kube-apiserver.pid")}
+	pid := apiserver.pid()
+	if pid <= 0 {
+		t.Fatalf("%s: no pid", apiserver.name)
+	}
+	delegator := delegatorComponent(c)
+	args := delegator.cmdline(t)
+	restored := false
+	restore = func() {
+		if restored {
+			return
+		}
+		restored = true
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Errorf("resuming %s: %v", apiserver.name, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		eventually(ctx, t, c.Context+" API server back", func(ctx context.Context) (bool, string, error) {
+			return apiReady(ctx, c), "", nil
+		})
+		for _, name := range []string{"kube-controller-manager", "kube-scheduler", "kwok-controller"} {
+			p := component{name: c.Context + " " + name, pidFile: filepath.Join(c.KwokWorkdir, "pids", name+".pid")}
+			if _, err := os.Stat(p.pidFile); err == nil && !p.alive() {
+				t.Logf("%s exited while the API server was frozen: restarting the cluster's processes", p.name)
+				if err := kwokctl(ctx, c, "stop", "cluster", "--name", c.KwokName); err != nil {
+					t.Errorf("restoring %s: %v", c.Context, err)
+				}
+				if err := kwokctl(ctx, c, "start", "cluster", "--name", c.KwokName, "--wait", "90s"); err != nil {
+					t.Errorf("restoring %s: %v", c.Context, err)
+				}
+				break
+			}
+		}
+		if !delegator.alive() {
+			delegator.start(t, args)
+		}
+		waitHealthy(ctx, t, c.Context+" delegator", c.DelegatorHealth+"/healthz")
+	}
+	t.Cleanup(restore)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("freezing %s: %v", apiserver.name, err)
+	}
+	return restore
+}

@@ -45,7 +45,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- range (.pluginConfig | default list) -}}
 {{- $extra := get $.Values.scheduler.pluginArgs .name | default dict -}}
 {{- $args := mergeOverwrite (.args | default dict) (deepCopy $extra) -}}
-{{- if eq .name "AdmiraltyProxy" -}}{{- $_ := set $args "clusterName" $clusterName -}}{{- end -}}
+{{- if eq .name "AdmiraltyProxy" -}}{{- $_ := set $args "clusterName" $clusterName -}}{{- $_ := set $args "kubeconfigs" (deepCopy $.Values.kubeconfigs) -}}{{- end -}}
 {{- $_ := set . "args" $args -}}
 {{- end -}}
 {{- end -}}
