@@ -376,20 +376,20 @@ func (r *Registry) reconcile(ctx context.Context, key string) (controller.Result
 	if obj.GetDeletionTimestamp() != nil {
 		return r.finalize(ctx, ref, obj)
 	}
-	if r.opts.WriteStatus && !hasFinalizer(obj) {
-		// Before any side effect in the target: deleting the Target must
-		// first remove what this source made there.
-		if err := r.setFinalizer(ctx, obj, true); err != nil {
-			return controller.Result{}, err
-		}
-	}
-
 	cfg, fingerprint, reason, cfgErr := r.connectionConfig(ctx, ref, spec)
 	if cfgErr != nil {
 		// Bad input: no connection, a clear condition; the Target (or its
 		// Secret, through the periodic recheck) must change to fix it.
 		r.refuse(ctx, ref, obj, reason, cfgErr.Error())
 		return controller.Result{RequeueAfter: r.opts.HealthInterval}, nil
+	}
+	if r.opts.WriteStatus && !hasFinalizer(obj) {
+		// Before any side effect in the target: deleting the Target must
+		// first remove what this source made there. A Target that was
+		// never connected has nothing there, and goes at once.
+		if err := r.setFinalizer(ctx, obj, true); err != nil {
+			return controller.Result{}, err
+		}
 	}
 	t, err := r.connect(ctx, ref, spec, cfg, fingerprint)
 	if err != nil {
