@@ -139,3 +139,67 @@ kc cluster1 -n "$NS" rollout status deployment nginx --timeout=180s
 
 step "Where the pods of Deployment nginx landed"
 summary
+
+# The rest of the Getting Started, each step with the seed's own command
+# (its variables set to the sandbox's contexts and namespace).
+CLUSTER1=cluster1 CLUSTER2=cluster2 CLUSTER3=cluster3 NAMESPACE=$NS
+kubectl() { "$KUBECTL" "$@"; }
+seed() { printf '\033[2m$ %s\033[0m\n' "$1"; eval "$1"; }
+
+step "Check: proxy pods in cluster1, delegates in cluster2"
+seed 'kubectl --context "$CLUSTER1" -n "$NAMESPACE" get pods -o wide'
+seed 'kubectl --context "$CLUSTER2" -n "$NAMESPACE" get pods -o wide'
+
+step "Advanced Scheduling: node labels (the sandbox's nodes already carry their region: us, eu, ap)"
+seed 'kubectl --context "$CLUSTER1" get nodes -L topology.kubernetes.io/region'
+seed 'kubectl --context "$CLUSTER2" get nodes -L topology.kubernetes.io/region'
+seed 'kubectl --context "$CLUSTER1" label nodes -l virtual-kubelet.io/provider!=admiralty topology.kubernetes.io/region=us'
+seed 'kubectl --context "$CLUSTER2" label nodes -l virtual-kubelet.io/provider!=admiralty topology.kubernetes.io/region=eu'
+
+# wait_all_in waits until every pod of the Deployment runs in cluster ctx.
+wait_all_in() {
+	local ctx=$1 n
+	kc cluster1 -n "$NS" rollout status deployment nginx --timeout=180s
+	for _ in $(seq 180); do
+		n=$(kc "$ctx" -n "$NS" get pods -l multicluster.admiralty.io/app=nginx --field-selector=status.phase=Running -o name | wc -l)
+		[[ $n -ge 10 ]] && [[ $(kc cluster1 -n "$NS" get pods -l app=nginx -o name | wc -l) -eq 10 ]] && return 0
+		sleep 1
+	done
+	echo "not every pod runs in $ctx after 3 minutes" >&2
+	return 1
+}
+
+step "Advanced Scheduling: a node selector on region eu; every delegate moves to cluster2"
+seed 'kubectl --context "$CLUSTER1" -n "$NAMESPACE" patch deployment nginx -p '"'"'{
+  "spec":{
+    "template":{
+      "spec": {
+        "nodeSelector": {
+          "topology.kubernetes.io/region": "eu"
+        }
+      }
+    }
+  }
+}'"'"''
+wait_all_in cluster2
+summary
+
+step "Advanced Scheduling: the same with region ap; every delegate moves to cluster3"
+seed 'kubectl --context "$CLUSTER1" -n "$NAMESPACE" patch deployment nginx -p '"'"'{"spec":{"template":{"spec":{"nodeSelector":{"topology.kubernetes.io/region":"ap"}}}}}'"'"''
+wait_all_in cluster3
+summary
+
+step "Service Reroute and Globalization"
+# (Skipped when a previous run of the demo already exposed it.)
+kc cluster1 -n "$NS" get service nginx >/dev/null 2>&1 ||
+	seed 'kubectl --context "$CLUSTER1" -n "$NAMESPACE" expose deployment nginx'
+for _ in $(seq 60); do
+	kc cluster3 -n "$NS" get service nginx >/dev/null 2>&1 && break
+	sleep 1
+done
+seed 'kubectl --context "$CLUSTER1" -n "$NAMESPACE" get service nginx -o yaml'
+echo "# The selector matches the delegates (multicluster.admiralty.io/app=nginx); a copy exists where they run:"
+seed 'kubectl --context "$CLUSTER3" -n "$NAMESPACE" get service nginx -o yaml'
+echo
+echo "Not run: the seed's 'kubectl run foo ... curl nginx'. The sandbox's pods are kwok's, which run no"
+echo "container, and there is no Cilium cluster mesh: see README, Compatibility with the original Getting Started."
