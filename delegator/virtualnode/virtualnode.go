@@ -245,7 +245,8 @@ func (c *Controller) reconcile(ctx context.Context, name string) (controller.Res
 func (c *Controller) start(ctx context.Context, t *targets.Target) {
 	logger := klog.FromContext(ctx).WithValues("node", t.Ref.VirtualNodeName(), "target", t.Ref.String())
 	p := &provider{target: t, opts: c.opts, registry: c.registry, setReady: c.setReady}
-	nc, err := node.NewNodeController(p, p.node(), c.client.CoreV1().Nodes(),
+	p.registered = p.node()
+	nc, err := node.NewNodeController(p, p.registered, c.client.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(c.client.CoordinationV1().Leases(leaseNamespace), c.opts.LeaseDurationSeconds),
 		node.WithNodePingInterval(c.opts.PingInterval),
 		node.WithNodePingTimeout(c.opts.PingInterval),
@@ -351,6 +352,9 @@ type provider struct {
 	registry *targets.Registry
 	setReady func(ctx context.Context, name string, ready bool, message string)
 
+	// registered is the node given to virtual-kubelet when it started.
+	registered *corev1.Node
+
 	mu   sync.Mutex
 	wake chan struct{} // set by NotifyNodeStatus: a status update is due
 }
@@ -388,7 +392,10 @@ func (p *provider) Ping(ctx context.Context) error {
 // target's informers from shutting down, and with them the registry that
 // removes the target (every Target of the cluster stalled).
 func (p *provider) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) {
+	// A summary that arrived between the node's start and now found no
+	// wake channel: look once at start.
 	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
 	p.mu.Lock()
 	p.wake = wake
 	p.mu.Unlock()
@@ -400,7 +407,7 @@ func (p *provider) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) 
 		// again, since each one given is a status write (new heartbeat
 		// times) that every watcher of nodes receives; virtual-kubelet's
 		// own status updates keep the heartbeat.
-		var given *corev1.Node
+		given := p.registered
 		for {
 			select {
 			case <-ctx.Done():

@@ -229,3 +229,38 @@ func TestPingOfAHungTargetStillWritesTheCondition(t *testing.T) {
 		t.Fatalf("setReady calls %+v, want one NotReady with a live context", calls)
 	}
 }
+
+// A summary that arrives after the node was registered but before
+// virtual-kubelet asked for status updates (its notify found no channel)
+// still reaches the node: the status loop looks once when it starts.
+func TestSummaryBeforeStatusLoopIsNotLost(t *testing.T) {
+	summary := &v1alpha1.ClusterSummary{
+		ObjectMeta:  metav1.ObjectMeta{Name: "cluster1"},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("12")},
+		Nodes:       []v1alpha1.NodeSummary{{Name: "n1", Ready: true}},
+	}
+	factory := mcinformers.NewSharedInformerFactory(fake.NewSimpleClientset(summary), 0)
+	target := &targets.Target{Ref: targets.Ref{Namespace: "ns", Name: "c1"}, Summaries: factory}
+	p := &provider{target: target}
+	p.registered = p.node() // before the informer synced: no capacity
+	if cpu := p.registered.Status.Allocatable[corev1.ResourceCPU]; !cpu.IsZero() {
+		t.Fatalf("registered node has %s CPU before any summary", cpu.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory.Multicluster().V1alpha1().ClusterSummaries().Informer()
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	p.notify() // the informer's handler: no status loop yet
+
+	statusCh := make(chan *corev1.Node, 1)
+	p.NotifyNodeStatus(ctx, func(n *corev1.Node) { statusCh <- n })
+	select {
+	case n := <-statusCh:
+		if cpu := n.Status.Allocatable[corev1.ResourceCPU]; cpu.String() != "12" {
+			t.Errorf("status update with %s CPU, want the summary's 12", cpu.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the summary that arrived before the status loop never reached the node")
+	}
+}
