@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
@@ -67,6 +68,8 @@ type Controller struct {
 	// gate, if not nil, holds a delegate back until the copies of its
 	// config maps and secrets are there.
 	gate *follow.Gate
+	// clock times the holds of verdictHold and firstMirrorDelay.
+	clock clock.PassiveClock
 
 	mu sync.Mutex
 	// memos, by chaperon key, is what the caches may no longer show.
@@ -121,6 +124,7 @@ func New(client kubernetes.Interface, mcClient versioned.Interface, recorder rec
 		pods:       corelisters.NewPodLister(podInformer.GetIndexer()),
 		podFactory: podFactory,
 		memos:      map[string]*memo{},
+		clock:      clock.RealClock{},
 	}
 	c.controller = controller.New("chaperon", workers, c.reconcile)
 	_, _ = chaperonInformer.AddEventHandler(c.controller.Handler())
@@ -236,14 +240,15 @@ var firstMirrorDelay = 5 * time.Second
 // holdVerdict returns how much longer the verdict on the chaperon of key
 // and uid waits for its just-bound delegate to start (see verdictHold).
 func (c *Controller) holdVerdict(key string, uid types.UID) time.Duration {
+	now := c.clock.Now()
 	var seen time.Time
 	c.memo(key, uid, func(m *memo) {
 		if m.boundSeen.IsZero() {
-			m.boundSeen = time.Now()
+			m.boundSeen = now
 		}
 		seen = m.boundSeen
 	})
-	return verdictHold - time.Since(seen)
+	return verdictHold - now.Sub(seen)
 }
 
 // verdictWritten forgets the hold of the chaperon of key and uid, and its
@@ -512,7 +517,7 @@ func (c *Controller) delegateExists(ctx context.Context, key string, ch *v1alpha
 		// The source has its verdict, the delegate has not started: most
 		// start within a few seconds; wait for that, then mirror once.
 		if since, ok := boundSince(pod); ok {
-			if wait := firstMirrorDelay - time.Since(since); wait > 0 {
+			if wait := firstMirrorDelay - c.clock.Since(since); wait > 0 {
 				return wait, nil
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 )
@@ -95,20 +96,21 @@ func TestChaperonPrefersOurLastWrite(t *testing.T) {
 // The verdict on a just-bound delegate waits verdictHold from the first
 // time it was seen, not from each look; once written, nothing is kept.
 func TestVerdictHold(t *testing.T) {
-	c := &Controller{memos: map[string]*memo{}}
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	c := &Controller{memos: map[string]*memo{}, clock: clk}
 	const key = "ns/p"
-	first := c.holdVerdict(key, "u1")
-	if first <= 0 || first > verdictHold {
-		t.Fatalf("first look: wait %s, want in (0, %s]", first, verdictHold)
+	step := func(d time.Duration) { clk.SetTime(clk.Now().Add(d)) }
+	if first := c.holdVerdict(key, "u1"); first != verdictHold {
+		t.Fatalf("first look: wait %s, want %s", first, verdictHold)
 	}
-	time.Sleep(20 * time.Millisecond)
-	if again := c.holdVerdict(key, "u1"); again > first-20*time.Millisecond {
-		t.Errorf("second look 20ms later: wait %s, want at most %s", again, first-20*time.Millisecond)
+	step(20 * time.Millisecond)
+	if again := c.holdVerdict(key, "u1"); again != verdictHold-20*time.Millisecond {
+		t.Errorf("second look 20ms later: wait %s, want %s", again, verdictHold-20*time.Millisecond)
 	}
 	// Another chaperon of the same name starts its own hold.
-	time.Sleep(20 * time.Millisecond)
-	if other := c.holdVerdict(key, "u2"); other <= verdictHold-10*time.Millisecond {
-		t.Errorf("a new chaperon's first look: wait %s, want about %s", other, verdictHold)
+	step(20 * time.Millisecond)
+	if other := c.holdVerdict(key, "u2"); other != verdictHold {
+		t.Errorf("a new chaperon's first look: wait %s, want %s", other, verdictHold)
 	}
 	c.verdictWritten(key, "u2")
 	if len(c.memos) != 0 {
@@ -122,10 +124,13 @@ func TestVerdictHold(t *testing.T) {
 		t.Errorf("after the verdict: memo %+v, want the warned hash kept and the hold gone", m)
 	}
 	// Past the hold, no wait.
-	saved := verdictHold
-	verdictHold = 0
-	defer func() { verdictHold = saved }()
+	c.holdVerdict(key, "u4")
+	step(verdictHold)
+	if wait := c.holdVerdict(key, "u4"); wait != 0 {
+		t.Errorf("verdictHold later: wait %s, want 0", wait)
+	}
+	step(time.Second)
 	if wait := c.holdVerdict(key, "u4"); wait > 0 {
-		t.Errorf("hold 0: wait %s", wait)
+		t.Errorf("long past the hold: wait %s", wait)
 	}
 }

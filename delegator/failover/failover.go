@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	mclisters "admiralty.io/multicluster-scheduler/apis/generated/listers/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
@@ -65,9 +66,12 @@ type Controller struct {
 	clusters     mclisters.ClusterTargetLister
 	defaultGrace time.Duration
 	controller   *controller.Controller
+	clock        clock.PassiveClock
 
-	mu   sync.Mutex
-	kept map[types.UID]bool // proxies told they are kept
+	mu sync.Mutex
+	// kept: the proxies told they are kept, by node; forgotten when they
+	// are deleted or their node is Ready again.
+	kept map[string]map[types.UID]struct{}
 }
 
 // NewController is the delegator's factory of the failover controller.
@@ -76,6 +80,7 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 	ti := d.MCInformers.Multicluster().V1alpha1().Targets()
 	ci := d.MCInformers.Multicluster().V1alpha1().ClusterTargets()
 	c := New(d.Client, d.Recorder, d.Targets, nodes.Informer(), ti.Lister(), ci.Lister(), d.Options.UnreachableGracePeriod)
+	_, _ = d.Proxies.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: c.proxyDeleted})
 	c.controller.WaitFor(ti.Informer().HasSynced, ci.Informer().HasSynced)
 	// A changed grace period applies at once.
 	for _, inf := range []cache.SharedIndexInformer{ti.Informer(), ci.Informer()} {
@@ -95,7 +100,8 @@ func New(client kubernetes.Interface, recorder record.EventRecorder, registry *t
 		targets:      targetLister,
 		clusters:     clusterLister,
 		defaultGrace: defaultGrace,
-		kept:         map[types.UID]bool{},
+		kept:         map[string]map[types.UID]struct{}{},
+		clock:        clock.RealClock{},
 	}
 	c.controller = controller.New("failover", 1, c.reconcile)
 	_, _ = nodeInformer.AddEventHandler(cache.FilteringResourceEventHandler{
@@ -163,6 +169,7 @@ func (c *Controller) grace(name string) (time.Duration, targets.Ref, bool) {
 func (c *Controller) reconcile(ctx context.Context, name string) (controller.Result, error) {
 	node, err := c.nodes.Get(name)
 	if apierrors.IsNotFound(err) {
+		c.forgetNode(name)
 		return controller.Result{}, nil
 	}
 	if err != nil {
@@ -170,6 +177,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) (controller.Res
 	}
 	since, notReady := NotReadySince(node)
 	if !notReady {
+		c.forgetNode(name)
 		return controller.Result{}, nil
 	}
 	grace, ref, ok := c.grace(name)
@@ -182,7 +190,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) (controller.Res
 	if t == nil || !t.Unreachable() {
 		return controller.Result{}, nil
 	}
-	if wait := time.Until(since.Add(grace)); wait > 0 {
+	if wait := since.Add(grace).Sub(c.clock.Now()); wait > 0 {
 		return controller.Result{RequeueAfter: wait}, nil
 	}
 	return controller.Result{}, c.failover(ctx, node, t, grace)
@@ -208,8 +216,11 @@ func (c *Controller) failover(ctx context.Context, node *corev1.Node, t *targets
 		}
 		if metav1.GetControllerOf(pod) == nil {
 			c.mu.Lock()
-			told := c.kept[pod.UID]
-			c.kept[pod.UID] = true
+			if c.kept[node.Name] == nil {
+				c.kept[node.Name] = map[types.UID]struct{}{}
+			}
+			_, told := c.kept[node.Name][pod.UID]
+			c.kept[node.Name][pod.UID] = struct{}{}
 			c.mu.Unlock()
 			if !told {
 				c.recorder.Eventf(pod, corev1.EventTypeWarning, ReasonKeptWithoutController,
@@ -234,6 +245,31 @@ func (c *Controller) failover(ctx context.Context, node *corev1.Node, t *targets
 		logger.Info("Deleted the proxies of an unreachable target", "target", t.Ref.String(), "node", node.Name, "proxies", deleted, "gracePeriod", grace)
 	}
 	return nil
+}
+
+// proxyDeleted forgets a deleted proxy.
+func (c *Controller) proxyDeleted(obj any) {
+	pod, ok := controller.Object(obj).(*corev1.Pod)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if kept := c.kept[pod.Spec.NodeName]; kept != nil {
+		delete(kept, pod.UID)
+		if len(kept) == 0 {
+			delete(c.kept, pod.Spec.NodeName)
+		}
+	}
+}
+
+// forgetNode forgets the proxies kept on a node that is Ready again (or
+// gone): one deleted between failover's list and its note is dropped here.
+// An outage to come tells the others again.
+func (c *Controller) forgetNode(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.kept, name)
 }
 
 func everything() labels.Selector { return labels.Everything() }

@@ -22,6 +22,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/kubernetes"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 	"admiralty.io/multicluster-scheduler/delegator/app"
@@ -61,8 +63,11 @@ type Controller struct {
 	registry    *targets.Registry
 	proxies     corelisters.PodLister
 	controller  *controller.Controller
+	clock       clock.WithDelayedExecution
 
-	mu           sync.Mutex
+	mu sync.Mutex
+	// missingSince: when a bound proxy was first seen without its chaperon
+	// (see lost), until it has one again or is deleted.
 	missingSince map[types.UID]time.Time
 	// deleted: the proxies whose deletion this process's informer saw. A
 	// chaperon of one of them needs no look at the API before it is
@@ -77,6 +82,8 @@ type Controller struct {
 	// selfDelegates: what a self target's delegates showed, by proxy UID,
 	// for making one again (remake).
 	selfDelegates recent[selfDelegate]
+	// pruneArmed: a timer will forget the old entries of the recent maps.
+	pruneArmed bool
 }
 
 // selfDelegate is what is remembered of a self target's delegate (which
@@ -93,10 +100,9 @@ type selfDelegate struct {
 }
 
 // recent remembers a value per UID for deletedMemory after it was last
-// put (under Controller.mu).
+// put (under Controller.mu); a timer forgets the old ones (armPrune).
 type recent[V any] struct {
-	at        map[types.UID]remembered[V]
-	lastPrune time.Time
+	at map[types.UID]remembered[V]
 }
 
 type remembered[V any] struct {
@@ -109,17 +115,6 @@ func (r *recent[V]) put(uid types.UID, now time.Time, v V) {
 		r.at = map[types.UID]remembered[V]{}
 	}
 	r.at[uid] = remembered[V]{at: now, v: v}
-	// Forget the old ones now and then, not at every put: thousands of
-	// deletions at once would each walk the map.
-	if now.Sub(r.lastPrune) < deletedMemory/6 {
-		return
-	}
-	r.lastPrune = now
-	for u, m := range r.at {
-		if now.Sub(m.at) > deletedMemory {
-			delete(r.at, u)
-		}
-	}
 }
 
 func (r *recent[V]) get(uid types.UID, now time.Time) (V, bool) {
@@ -136,6 +131,49 @@ func (r *recent[V]) has(uid types.UID, now time.Time) bool {
 	return ok
 }
 
+// prune forgets what was put more than deletedMemory before now.
+func (r *recent[V]) prune(now time.Time) {
+	for u, m := range r.at {
+		if now.Sub(m.at) > deletedMemory {
+			delete(r.at, u)
+		}
+	}
+}
+
+// armPrune has the recent maps pruned once deletedMemory has passed, unless
+// a timer is already set; the maps are walked once per deletedMemory at
+// most, not at every put. Call it without holding c.mu.
+func (c *Controller) armPrune() {
+	c.mu.Lock()
+	armed := c.pruneArmed
+	c.pruneArmed = true
+	c.mu.Unlock()
+	if armed {
+		return
+	}
+	// A moment past deletedMemory: what was put until now is then older
+	// than it.
+	after := deletedMemory + time.Second
+	at := c.clock.Now().Add(after)
+	c.clock.AfterFunc(after, func() { c.prune(at) })
+}
+
+// prune forgets the old entries of the recent maps, and sets the timer
+// again while some remain. It does not read the clock: a fake clock runs
+// it while it holds its own lock.
+func (c *Controller) prune(now time.Time) {
+	c.mu.Lock()
+	c.deleted.prune(now)
+	c.deletedChaperons.prune(now)
+	c.selfDelegates.prune(now)
+	c.pruneArmed = false
+	more := len(c.deleted.at)+len(c.deletedChaperons.at)+len(c.selfDelegates.at) > 0
+	c.mu.Unlock()
+	if more {
+		go c.armPrune()
+	}
+}
+
 // deletedMemory is how long the UID of a deleted proxy or chaperon is
 // remembered: long enough for the chaperons' deletions to be seen.
 const deletedMemory = time.Minute
@@ -150,25 +188,34 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 		registry:     d.Targets,
 		proxies:      pods.Lister(),
 		missingSince: map[types.UID]time.Time{},
+		clock:        clock.RealClock{},
 	}
 	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
 	_, _ = pods.Informer().AddEventHandler(recordDeletes{c.controller.Handler(), c})
 	c.controller.WaitFor(pods.Informer().HasSynced)
 	d.Targets.Subscribe(c)
-	// A target that answers again: whatever lost while it was away (the
-	// proxies that failover or a user deleted meanwhile) is deleted there.
-	// Its chaperon informer may not relist, so every key is looked at.
-	d.Targets.OnHealthChange(func(t *targets.Target) {
-		if t.Unreachable() {
-			return
-		}
-		for _, o := range t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().GetStore().List() {
-			if ch, ok := o.(*v1alpha1.PodChaperon); ok {
-				c.controller.EnqueueKey(proxyKey(ch))
-			}
-		}
-	})
+	d.Targets.OnReadable(c.targetReadable)
 	return c, nil
+}
+
+// targetReadable looks again at what was skipped while t was not readable
+// (see reconcile): whatever lost while it was away (the proxies that
+// failover or a user deleted meanwhile) is deleted there, and the proxies
+// bound to it get their status, or are found lost. Its chaperon informer
+// may not relist, so every key is looked at.
+func (c *Controller) targetReadable(t *targets.Target) {
+	for _, o := range t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().GetStore().List() {
+		if ch, ok := o.(*v1alpha1.PodChaperon); ok {
+			c.controller.EnqueueKey(proxyKey(ch))
+		}
+	}
+	node := t.Ref.VirtualNodeName()
+	pods, _ := c.proxies.List(labels.Everything())
+	for _, pod := range pods {
+		if pod.Spec.NodeName == node {
+			c.controller.EnqueueKey(pod.Namespace + "/" + pod.Name)
+		}
+	}
 }
 
 // Name of the control loop.
@@ -221,15 +268,16 @@ func (c *Controller) noteSelfDelegate(obj any, deleted bool) {
 		return
 	}
 	uid := types.UID(ch.Labels[v1alpha1.LabelParentUID])
-	now := time.Now()
+	now := c.clock.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	m, _ := c.selfDelegates.get(uid, now)
 	m.finished = m.finished || finished
 	if deleted {
 		m.deleted, m.spread = true, ch.Spec.TopologySpreadConstraints
 	}
 	c.selfDelegates.put(uid, now, m)
+	c.mu.Unlock()
+	c.armPrune()
 }
 
 // TargetRemoved implements targets.Handler. Proxies bound to a removed
@@ -270,7 +318,18 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 	} else if err != nil {
 		return controller.Result{}, err
 	}
-	live := c.registry.List()
+	// Only the targets whose chaperon cache may be trusted: one not synced
+	// yet (a restart while the target is down) shows no chaperon, which
+	// is not a lost one, and one that stopped answering shows the past.
+	// What is skipped here is looked at again on targetReadable.
+	var live []*targets.Target
+	readable := map[*targets.Target]bool{}
+	for _, t := range c.registry.List() {
+		if t.Readable() {
+			live = append(live, t)
+			readable[t] = true
+		}
+	}
 	// This informer may lag behind the chaperons' (a proxy created, then
 	// scheduled, a moment ago; a restart): before deleting a chaperon
 	// because its proxy seems gone or another incarnation, ask the API.
@@ -311,7 +370,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 			if err := c.deleteChaperon(ctx, t, ch); err != nil {
 				if t.Unreachable() {
 					// Deleted when the target answers again (see
-					// OnHealthChange); the proxy need not wait for it.
+					// targetReadable); the proxy need not wait for it.
 					klog.FromContext(ctx).V(2).Info("Chaperon left in an unreachable target until it answers", "chaperon", klog.KObj(ch), "target", t.Ref.String())
 					continue
 				}
@@ -331,6 +390,14 @@ func (c *Controller) reconcile(ctx context.Context, key string) (controller.Resu
 		return controller.Result{}, c.forceDelete(ctx, pod)
 	}
 	if bound == nil {
+		return controller.Result{}, nil
+	}
+	if !readable[bound] {
+		// Nothing known of its delegate: the proxy keeps its last status,
+		// and is not lost (failover handles a target that stays away).
+		c.mu.Lock()
+		delete(c.missingSince, pod.UID)
+		c.mu.Unlock()
 		return controller.Result{}, nil
 	}
 	if mine == nil {
@@ -379,21 +446,26 @@ func (c *Controller) proxyDeleted(obj any) {
 	if !ok {
 		return
 	}
+	now := c.clock.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.deleted.put(pod.UID, time.Now(), struct{}{})
+	c.deleted.put(pod.UID, now, struct{}{})
+	delete(c.missingSince, pod.UID)
+	c.mu.Unlock()
+	c.armPrune()
 }
 
 func (c *Controller) sawDeleted(uid types.UID) bool {
+	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.deleted.has(uid, time.Now())
+	return c.deleted.has(uid, now)
 }
 
 func (c *Controller) chaperonDeleted(uid types.UID) bool {
+	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.deletedChaperons.has(uid, time.Now())
+	return c.deletedChaperons.has(uid, now)
 }
 
 func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *v1alpha1.PodChaperon) error {
@@ -406,9 +478,11 @@ func (c *Controller) deleteChaperon(ctx context.Context, t *targets.Target, ch *
 	}
 	// Gone, or going (NotFound, or Conflict: the name is another
 	// chaperon's now): this UID is never to be deleted again.
+	now := c.clock.Now()
 	c.mu.Lock()
-	c.deletedChaperons.put(uid, time.Now(), struct{}{})
+	c.deletedChaperons.put(uid, now, struct{}{})
 	c.mu.Unlock()
+	c.armPrune()
 	klog.FromContext(ctx).V(2).Info("Deleted chaperon", "chaperon", klog.KObj(ch), "target", t.Ref.String())
 	return nil
 }
@@ -443,14 +517,20 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 		// proxy keeps its final status.
 		return controller.Result{}, nil
 	}
+	now := c.clock.Now()
 	c.mu.Lock()
 	since, ok := c.missingSince[pod.UID]
-	if !ok {
-		since = time.Now()
+	// A proxy whose deletion was seen meanwhile is not remembered again
+	// (its delete event already pruned the map).
+	if !ok && !c.deleted.has(pod.UID, now) {
+		since = now
 		c.missingSince[pod.UID] = since
 	}
 	c.mu.Unlock()
-	if wait := lostGrace - time.Since(since); wait > 0 {
+	if !ok && since.IsZero() {
+		return controller.Result{}, nil
+	}
+	if wait := lostGrace - now.Sub(since); wait > 0 {
 		return controller.Result{RequeueAfter: wait}, nil
 	}
 	what := "PodChaperon"
@@ -482,8 +562,9 @@ func (c *Controller) lost(ctx context.Context, pod *corev1.Pod, t *targets.Targe
 // unless it finished. done is false when it cannot be made from the proxy
 // (no original manifest): the proxy is then lost.
 func (c *Controller) remake(ctx context.Context, pod *corev1.Pod, t *targets.Target) (done bool, err error) {
+	now := c.clock.Now()
 	c.mu.Lock()
-	memo, _ := c.selfDelegates.get(pod.UID, time.Now())
+	memo, _ := c.selfDelegates.get(pod.UID, now)
 	c.mu.Unlock()
 	if memo.finished {
 		// Its final status is fed back; it never runs again.

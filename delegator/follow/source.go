@@ -106,6 +106,7 @@ func NewSourceController(_ context.Context, d *app.Delegator) (app.Controller, e
 		c.controller.WaitFor(inf.HasSynced)
 	}
 	d.Targets.Subscribe(c)
+	d.Targets.OnReadable(c.targetReadable)
 	registerMetrics(c)
 	return c, nil
 }
@@ -186,13 +187,62 @@ func (c *Source) TargetAdded(t *targets.Target) {
 	c.targets[t.Ref] = st
 	c.mu.Unlock()
 	st.factory.Start(t.Context().Done())
-	// Global services and ingresses go to every new target.
+	// The copies' caches syncing is the other half of readable (the
+	// chaperons' is OnReadable's).
+	go func() {
+		for _, inf := range st.copies {
+			select {
+			case <-inf.HasSyncedChecker().Done():
+			case <-t.Context().Done():
+				return
+			}
+		}
+		c.targetReadable(t)
+	}()
+}
+
+// readable tells whether what st's caches show may be acted on: the
+// target's chaperons (targets.Target.Readable) and this source's copies
+// there. Until then, reconcile skips st; targetReadable runs what it
+// skipped.
+func (st *targetState) readable() bool {
+	if !st.t.Readable() {
+		return false
+	}
+	for _, inf := range st.copies {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// targetReadable queues what t needs once it is readable (its caches
+// synced, or it answers again): every global service and ingress, and the
+// dependencies and mark of every chaperon there.
+func (c *Source) targetReadable(t *targets.Target) {
+	c.mu.Lock()
+	st := c.targets[t.Ref]
+	c.mu.Unlock()
+	if st == nil || st.t != t || !st.readable() {
+		return
+	}
 	for _, k := range []*kind{kindService, kindIngress} {
 		for _, o := range c.local[k].GetStore().List() {
-			if m, ok := o.(metav1.Object); ok {
+			if m, ok := o.(metav1.Object); ok && (t.Scope == "" || t.Scope == m.GetNamespace()) {
 				c.controller.EnqueueKey(objectKey(k, m.GetNamespace(), m.GetName()))
 			}
 		}
+	}
+	for _, o := range st.chaperons.GetStore().List() {
+		ch, ok := o.(*v1alpha1.PodChaperon)
+		if !ok {
+			continue
+		}
+		for _, r := range References(&ch.Spec) {
+			c.controller.EnqueueKey(objectKey(kindNamed(r.Kind), ch.Namespace, r.Name))
+		}
+		c.controller.EnqueueKey(markKey(t.Ref, ch.Namespace, ch.Name))
 	}
 }
 
@@ -345,6 +395,11 @@ func (c *Source) reconcileObject(ctx context.Context, k *kind, ns, name string) 
 	var errs []error
 	for _, st := range c.states() {
 		if st.t.Scope != "" && st.t.Scope != ns {
+			continue
+		}
+		if !st.readable() {
+			// What it wants is not known (targetReadable brings this
+			// key back).
 			continue
 		}
 		if src != nil && c.wanted(st, k, src) {
@@ -571,6 +626,10 @@ func (c *Source) deleteCopy(ctx context.Context, st *targetState, k *kind, ns, n
 // chaperon (AnnotationFollowed), which the target waits for before it
 // makes the delegate.
 func (c *Source) mark(ctx context.Context, st *targetState, ns, name string) error {
+	if !st.readable() {
+		// targetReadable brings this key back.
+		return nil
+	}
 	obj, exists, err := st.chaperons.GetStore().GetByKey(ns + "/" + name)
 	if err != nil || !exists {
 		return err

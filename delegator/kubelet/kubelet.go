@@ -300,13 +300,14 @@ var delegateWait = 5 * time.Second
 
 // chaperonOf returns the proxy's PodChaperon in the target, preferring one
 // that is not being deleted, or nil if there is none. It reads the target's
-// chaperon cache (the feedback controller's informer) and asks the target
-// only if the cache has none, as right after the chaperon is created.
+// chaperon cache (the feedback controller's informer) if the target is
+// readable (targets.Target.Readable), and asks the target if it is not or
+// the cache has none, as right after the chaperon is created.
 func chaperonOf(ctx context.Context, t *targets.Target, proxyPod *corev1.Pod) (*v1alpha1.PodChaperon, error) {
 	sel := labels.SelectorFromSet(labels.Set{v1alpha1.LabelParentUID: string(proxyPod.UID)})
 	var found []*v1alpha1.PodChaperon
-	if inf := t.Chaperons.Multicluster().V1alpha1().PodChaperons(); inf.Informer().HasSynced() {
-		found, _ = inf.Lister().PodChaperons(proxyPod.Namespace).List(sel)
+	if t.Readable() {
+		found, _ = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Lister().PodChaperons(proxyPod.Namespace).List(sel)
 	}
 	if len(found) == 0 {
 		list, err := t.MCClient.MulticlusterV1alpha1().PodChaperons(proxyPod.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
