@@ -55,15 +55,22 @@ const lostGrace = 10 * time.Second
 
 const indexByProxy = "proxy"
 
+// liveTargets is what the controller reads of the targets.Registry.
+type liveTargets interface {
+	List() []*targets.Target
+	ByVirtualNode(name string) *targets.Target
+}
+
 // Controller feeds back delegates' status and cleans up.
 type Controller struct {
 	clusterName string
 	client      kubernetes.Interface
 	recorder    record.EventRecorder
-	registry    *targets.Registry
+	registry    liveTargets
 	proxies     corelisters.PodLister
 	controller  *controller.Controller
 	clock       clock.WithDelayedExecution
+	enqueue     func(key string)
 
 	mu sync.Mutex
 	// missingSince: when a bound proxy was first seen without its chaperon
@@ -191,6 +198,7 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 		clock:        clock.RealClock{},
 	}
 	c.controller = controller.New("feedback", d.Options.Workers, c.reconcile)
+	c.enqueue = c.controller.EnqueueKey
 	_, _ = pods.Informer().AddEventHandler(recordDeletes{c.controller.Handler(), c})
 	c.controller.WaitFor(pods.Informer().HasSynced)
 	d.Targets.Subscribe(c)
@@ -206,14 +214,14 @@ func NewController(_ context.Context, d *app.Delegator) (app.Controller, error) 
 func (c *Controller) targetReadable(t *targets.Target) {
 	for _, o := range t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().GetStore().List() {
 		if ch, ok := o.(*v1alpha1.PodChaperon); ok {
-			c.controller.EnqueueKey(proxyKey(ch))
+			c.enqueue(proxyKey(ch))
 		}
 	}
 	node := t.Ref.VirtualNodeName()
 	pods, _ := c.proxies.List(labels.Everything())
 	for _, pod := range pods {
 		if pod.Spec.NodeName == node {
-			c.controller.EnqueueKey(pod.Namespace + "/" + pod.Name)
+			c.enqueue(pod.Namespace + "/" + pod.Name)
 		}
 	}
 }

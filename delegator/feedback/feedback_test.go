@@ -2,6 +2,7 @@ package feedback
 
 import (
 	"encoding/json"
+	"runtime"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/tools/cache"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
 )
@@ -74,8 +76,8 @@ func TestAwaitsKubelet(t *testing.T) {
 }
 
 func TestDeletedProxiesAreRememberedForAWhile(t *testing.T) {
-	c := &Controller{}
-	pod := func(uid string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}} }
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	c := &Controller{clock: clk}
 	if c.sawDeleted("a") {
 		t.Fatal("a proxy never deleted is remembered as deleted")
 	}
@@ -85,28 +87,55 @@ func TestDeletedProxiesAreRememberedForAWhile(t *testing.T) {
 	if !c.sawDeleted("a") || !c.sawDeleted("b") {
 		t.Fatalf("deleted proxies a (event) and b (tombstone) not remembered: %v", c.deleted.at)
 	}
-	c.deleted.at["a"] = remembered[struct{}]{at: time.Now().Add(-deletedMemory - time.Second)}
+	c.deleted.at["a"] = remembered[struct{}]{at: clk.Now().Add(-deletedMemory - time.Second)}
 	if c.sawDeleted("a") || !c.sawDeleted("b") {
 		t.Errorf("after deletedMemory, a should be forgotten, b kept: %v", c.deleted.at)
 	}
 }
 
-func TestRecentForgetsTheOldOnesNowAndThen(t *testing.T) {
+// The recent maps forget a UID deletedMemory after it was put, by a timer
+// set once per deletedMemory at most, and set again while some remain.
+func TestRecentForgetsTheOldOnesByATimer(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(start)
+	c := &Controller{clock: clk}
 	var r recent[struct{}]
-	start := time.Now()
 	r.put("old", start, struct{}{})
 	if !r.has("old", start.Add(deletedMemory)) || r.has("old", start.Add(deletedMemory+time.Second)) {
 		t.Fatal("a UID is remembered for deletedMemory exactly")
 	}
-	// Puts within deletedMemory/6 of the last walk do not walk the map.
-	r.put("x", start.Add(deletedMemory/12), struct{}{})
-	if len(r.at) != 2 {
-		t.Fatalf("remembered %v, want old and x", r.at)
+	size := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.deleted.at) + len(c.deletedChaperons.at) + len(c.selfDelegates.at)
 	}
-	later := start.Add(deletedMemory + time.Second)
-	r.put("new", later, struct{}{})
-	if _, ok := r.at["old"]; ok || !r.has("new", later) || !r.has("x", later) {
-		t.Errorf("after deletedMemory, the next put forgets old only: %v", r.at)
+	c.proxyDeleted(pod("a"))
+	if clk.Waiters() != 1 {
+		t.Fatalf("after a put: %d timers, want 1", clk.Waiters())
+	}
+	clk.Step(deletedMemory / 2)
+	c.proxyDeleted(pod("b"))
+	if clk.Waiters() != 1 {
+		t.Fatalf("a second put while a timer is set: %d timers, want 1", clk.Waiters())
+	}
+	// The timer fires (synchronously, in Step): a goes, b stays, and the
+	// timer is set again (from a goroutine, which this waits for).
+	clk.Step(deletedMemory/2 + 2*time.Second)
+	if n := size(); n != 1 || !c.sawDeleted("b") {
+		t.Fatalf("after deletedMemory: %d remembered, want b only", n)
+	}
+	for !clk.HasWaiters() {
+		runtime.Gosched()
+	}
+	clk.Step(deletedMemory + 2*time.Second)
+	if n := size(); n != 0 {
+		t.Fatalf("after 2 deletedMemory: %d remembered, want none", n)
+	}
+	c.mu.Lock()
+	armed := c.pruneArmed
+	c.mu.Unlock()
+	if armed || clk.HasWaiters() {
+		t.Errorf("nothing remembered: timer set %v (%d waiters), want none", armed, clk.Waiters())
 	}
 }
 
@@ -205,7 +234,8 @@ func TestStatusPatchCarriesTheCachedResourceVersion(t *testing.T) {
 // before any deletion counts); a deleted one leaves its topology spread
 // constraints for the one made again.
 func TestNoteSelfDelegate(t *testing.T) {
-	c := &Controller{}
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	c := &Controller{clock: clk}
 	delegate := func(proxyUID string, phase corev1.PodPhase, deleting bool) *v1alpha1.PodChaperon {
 		ch := &v1alpha1.PodChaperon{
 			ObjectMeta: metav1.ObjectMeta{Name: "d-" + proxyUID, Labels: map[string]string{v1alpha1.LabelParentUID: proxyUID}},
@@ -225,13 +255,15 @@ func TestNoteSelfDelegate(t *testing.T) {
 	}
 	c.noteSelfDelegate(delegate("done", corev1.PodSucceeded, false), false)
 	c.noteSelfDelegate(delegate("done", corev1.PodSucceeded, true), true)
-	if m, ok := c.selfDelegates.get("done", time.Now()); !ok || !m.finished || !m.deleted {
+	if m, ok := c.selfDelegates.get("done", clk.Now()); !ok || !m.finished || !m.deleted {
 		t.Errorf("finished, then deleted: %+v", m)
 	}
 	c.noteSelfDelegate(delegate("killed", corev1.PodFailed, true), false)
 	c.noteSelfDelegate(delegate("killed", corev1.PodFailed, true), true)
-	m, ok := c.selfDelegates.get("killed", time.Now())
+	m, ok := c.selfDelegates.get("killed", clk.Now())
 	if !ok || m.finished || !m.deleted || len(m.spread) != 1 || m.spread[0].TopologyKey != "zone" {
 		t.Errorf("failed while being deleted: %+v, want deleted, not finished, with its spread constraint", m)
 	}
 }
+
+func pod(uid string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}} }
