@@ -266,4 +266,6 @@ func TestNoteSelfDelegate(t *testing.T) {
 	}
 }
 
-func pod(uid string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}} }
+func pod(uid string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}}
+}
