@@ -39,8 +39,8 @@ import (
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
-	"admiralty.io/multicluster-scheduler/delegator/controller"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
 	"admiralty.io/multicluster-scheduler/plugins/simulator"
 	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
