@@ -349,7 +349,7 @@ func (p *Plugin) requeuePending() {
 		return
 	}
 	p.requeueScheduled = true
-	time.AfterFunc(time.Second, p.activatePending)
+	p.clock.AfterFunc(time.Second, func() { go p.activatePending() })
 }
 
 func (p *Plugin) activatePending() {
@@ -372,23 +372,19 @@ func (p *Plugin) activatePending() {
 	}
 }
 
-// activate moves the pod to the scheduler's active queue after a delay
-// (at once for 0; a pod still in its scheduling or binding cycle is
-// requeued when that cycle ends).
-func (p *Plugin) activate(pod *v1.Pod, after time.Duration) {
-	do := func() {
-		p.handle.Activate(klog.Background(), map[string]*v1.Pod{pod.Namespace + "/" + pod.Name: pod})
+// activate moves the pod to the scheduler's active queue; a pod still in
+// its scheduling or binding cycle goes back to the queue through its
+// backoff when that cycle ends.
+func (p *Plugin) activate(pod *v1.Pod) {
+	p.handle.Activate(klog.Background(), map[string]*v1.Pod{pod.Namespace + "/" + pod.Name: pod})
+}
+
+// activateIfPending activates the proxy if it still exists unbound.
+func (p *Plugin) activateIfPending(pod *v1.Pod) {
+	lister := p.handle.SharedInformerFactory().Core().V1().Pods().Lister()
+	if cur, err := lister.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID && cur.Spec.NodeName == "" {
+		p.activate(cur)
 	}
-	if after == 0 {
-		do()
-		return
-	}
-	time.AfterFunc(after, func() {
-		lister := p.handle.SharedInformerFactory().Core().V1().Pods().Lister()
-		if cur, err := lister.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID && cur.Spec.NodeName == "" {
-			p.handle.Activate(klog.Background(), map[string]*v1.Pod{pod.Namespace + "/" + pod.Name: cur})
-		}
-	})
 }
 
 // notePending and notePlaced track the proxies to requeue.

@@ -48,3 +48,4 @@ var _ cache.ResourceEventHandler = handlerFuncs{}
 
 func isNotFound(err error) bool      { return apierrors.IsNotFound(err) }
 func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
+func isConflict(err error) bool      { return apierrors.IsConflict(err) }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/utils/clock"
 )
 
 // Results of a proxy's scheduling attempt that reached a target (Reserve),
@@ -85,6 +86,7 @@ const (
 // stays behind: metrics, and Events on the proxy.
 type attempts struct {
 	recorder events.EventRecorder // nil: no Events (unit tests)
+	clock    clock.WithDelayedExecution
 	mu       sync.Mutex
 	m        map[types.UID]*attempt
 }
@@ -103,11 +105,11 @@ type attempt struct {
 	retry    bool
 }
 
-func newAttempts(recorder events.EventRecorder) *attempts {
+func newAttempts(recorder events.EventRecorder, c clock.WithDelayedExecution) *attempts {
 	registerMetrics.Do(func() {
 		legacyregistry.MustRegister(schedulingAttempts, schedulingDuration, candidateWait, inFlight, queued)
 	})
-	return &attempts{recorder: recorder, m: map[types.UID]*attempt{}}
+	return &attempts{recorder: recorder, clock: c, m: map[types.UID]*attempt{}}
 }
 
 // reserved starts following the attempt of proxy to target; started is
@@ -116,7 +118,7 @@ func newAttempts(recorder events.EventRecorder) *attempts {
 // retry: the pod had an attempt before (refused, timed out, failed).
 func (a *attempts) reserved(proxy *v1.Pod, target string, started time.Time, retry bool) {
 	if started.IsZero() {
-		started = time.Now()
+		started = a.clock.Now()
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -132,7 +134,7 @@ func (a *attempts) sent(uid types.UID, kind, chaperon string) {
 		a.mu.Unlock()
 		return
 	}
-	at.sent, at.kind, at.chaperon = time.Now(), kind, chaperon
+	at.sent, at.kind, at.chaperon = a.clock.Now(), kind, chaperon
 	retry := at.retry
 	a.mu.Unlock()
 	if retry {
@@ -143,20 +145,22 @@ func (a *attempts) sent(uid types.UID, kind, chaperon string) {
 	// (which names the virtual node, so the target): one write less per
 	// pod. A pod that waits long says where. Under load most verdicts take
 	// a few seconds; an Event for each was one API write in thirteen.
-	time.AfterFunc(chosenEventDelay, func() {
-		a.mu.Lock()
-		waiting := a.m[uid] == at && !at.decided
-		a.mu.Unlock()
-		if waiting {
-			a.chosen(at)
-		}
+	a.clock.AfterFunc(chosenEventDelay, func() {
+		// Not under a fake clock's lock: a.mu is held around reading it.
+		go func() {
+			a.mu.Lock()
+			waiting := a.m[uid] == at && !at.decided
+			a.mu.Unlock()
+			if waiting {
+				a.chosen(at)
+			}
+		}()
 	})
 }
 
 // chosenEventDelay: the TargetChosen Event is recorded when the target has
-// not decided within it, or at once on a pod's later attempts (a variable
-// for tests).
-var chosenEventDelay = 5 * time.Second
+// not decided within it, or at once on a pod's later attempts.
+const chosenEventDelay = 5 * time.Second
 
 func (a *attempts) chosen(at *attempt) {
 	a.event(at.proxy, v1.EventTypeNormal, ReasonTargetChosen, "Delegate", "%s %s/%s sent to target %s, whose scheduler places the candidate", at.kind, at.proxy.Namespace, at.chaperon, at.target)
@@ -221,7 +225,7 @@ func (a *attempts) end(uid types.UID, bound bool, timeoutMessage string) {
 			a.event(at.proxy, v1.EventTypeWarning, ReasonSendFailed, "Delegate", "%s", at.message)
 		}
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	schedulingAttempts.WithLabelValues(result, at.target).Inc()
 	schedulingDuration.WithLabelValues(result, at.target).Observe(now.Sub(at.started).Seconds())
 	if !at.sent.IsZero() {
@@ -234,4 +238,16 @@ func (a *attempts) event(proxy *v1.Pod, eventType, reason, action, format string
 		return
 	}
 	a.recorder.Eventf(proxy, nil, eventType, reason, action, "%s", fmt.Sprintf(format, args...))
+}
+
+// forgetTargetMetrics deletes the series of a target that is gone.
+func forgetTargetMetrics(target string) {
+	for _, result := range []string{ResultScheduled, ResultRefused, ResultTimeout, ResultError} {
+		labels := map[string]string{"result": result, "target": target}
+		schedulingAttempts.Delete(labels)
+		schedulingDuration.Delete(labels)
+		candidateWait.Delete(labels)
+	}
+	inFlight.DeleteLabelValues(target)
+	queued.DeleteLabelValues(target)
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/component-base/metrics/testutil"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // Each way an attempt ends is counted under its result, once, with the
@@ -17,14 +18,14 @@ import (
 // the Event that explains it.
 func TestAttempts(t *testing.T) {
 	rec := events.NewFakeRecorder(10)
-	a := newAttempts(rec)
-	defer func(d time.Duration) { chosenEventDelay = d }(chosenEventDelay)
-	chosenEventDelay = 50 * time.Millisecond
+	clock := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := newAttempts(rec, clock)
 	pod := func(uid string) *v1.Pod {
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p-" + uid, UID: types.UID(uid)}}
 	}
 	target := "metrics-test/c2"
-	started := time.Now().Add(-time.Second)
+	forgetTargetMetrics(target) // -count: the series are global
+	started := clock.Now().Add(-time.Second)
 
 	a.reserved(pod("scheduled"), target, started, false)
 	a.sent("scheduled", "PodChaperon", "p-scheduled-abcde")
@@ -54,7 +55,25 @@ func TestAttempts(t *testing.T) {
 	// where it waits.
 	a.reserved(pod("slow"), "metrics-test/c3", started, false)
 	a.sent("slow", "Delegate", "p-slow-abcde")
-	time.Sleep(4 * chosenEventDelay)
+	clock.Step(chosenEventDelay)
+	// Recorded off the clock's callback: the last Event below.
+	want := []string{
+		"Normal TargetChosen PodChaperon ns/p-refused-abcde sent to target metrics-test/c2",
+		"Warning TargetRefused c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.",
+		"Warning TargetRefused metrics-test/c2: no answer within 30s",
+		"Warning SendFailed c2: cannot create the PodChaperon: forbidden",
+		"Normal TargetChosen Delegate ns/p-slow-abcde sent to target metrics-test/c3",
+	}
+	for _, w := range want {
+		select {
+		case got := <-rec.Events:
+			if !strings.HasPrefix(got, w) {
+				t.Errorf("event %q, want %q...", got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event, want %q", w)
+		}
+	}
 	a.decided("slow", true, "")
 	a.bound("slow")
 	if len(a.m) != 0 {
@@ -84,23 +103,6 @@ func TestAttempts(t *testing.T) {
 		t.Errorf("attempt duration of the scheduled pod: %v s, want at least 1 s (from PreFilter)", sum)
 	}
 
-	want := []string{
-		"Normal TargetChosen PodChaperon ns/p-refused-abcde sent to target metrics-test/c2",
-		"Warning TargetRefused c2 refused the candidate: 0/3 nodes are available: 3 Insufficient cpu.",
-		"Warning TargetRefused metrics-test/c2: no answer within 30s",
-		"Warning SendFailed c2: cannot create the PodChaperon: forbidden",
-		"Normal TargetChosen Delegate ns/p-slow-abcde sent to target metrics-test/c3",
-	}
-	for _, w := range want {
-		select {
-		case got := <-rec.Events:
-			if !strings.HasPrefix(got, w) {
-				t.Errorf("event %q, want %q...", got, w)
-			}
-		default:
-			t.Fatalf("no event, want %q", w)
-		}
-	}
 	select {
 	case got := <-rec.Events:
 		t.Errorf("unexpected event %q", got)

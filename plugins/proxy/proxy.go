@@ -27,16 +27,20 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/podtopologyspread"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"k8s.io/utils/clock"
 
 	"admiralty.io/multicluster-scheduler/apis/generated/clientset/versioned"
 	mcinformers "admiralty.io/multicluster-scheduler/apis/generated/informers/externalversions"
 	"admiralty.io/multicluster-scheduler/apis/multicluster/v1alpha1"
+	"admiralty.io/multicluster-scheduler/delegator/controller"
 	"admiralty.io/multicluster-scheduler/plugins/simulator"
 	"admiralty.io/multicluster-scheduler/proxypod"
 	"admiralty.io/multicluster-scheduler/targets"
@@ -156,57 +160,16 @@ type Plugin struct {
 	// attempts: metrics and Events of each attempt (metrics.go).
 	attempts *attempts
 
-	mu       sync.Mutex
-	inflight map[types.UID]*reservation
-	refused  map[types.UID]map[targets.Ref]refusal
+	// clock: the plugin's and its dispatcher's time (fake in tests).
+	clock clock.WithDelayedExecution
+	// dispatch sends the chosen proxies' chaperons and hands the targets'
+	// verdicts to the proxies waiting in Permit (dispatch.go, send.go).
+	dispatch *dispatcher
+
+	mu sync.Mutex
 	// pending proxies are requeued when a target frees room.
 	pending          map[types.UID]*v1.Pod
 	requeueScheduled bool
-	// leaving: the chaperons of unreserved proxies while they and their
-	// delegates are deleted, by proxy UID, then target and name. A proxy's
-	// next chaperon is sent only once they are gone, so that two delegates
-	// of one proxy never exist at once.
-	leaving map[types.UID]map[string]chan struct{}
-	// slots: per target, one token per chaperon sent and not decided yet
-	// (Args.MaxInFlightPerTarget).
-	slots map[targets.Ref]chan struct{}
-	// progress: per target, when one of this source's chaperons there last
-	// changed (the target working through them).
-	progress map[targets.Ref]time.Time
-}
-
-// reservation is a proxy this source sent (or is sending) to a target.
-type reservation struct {
-	target   *targets.Target
-	proxy    *v1.Pod
-	requests v1.ResourceList
-	chaperon string
-	// chaperonUID is the sent chaperon's, once created.
-	chaperonUID types.UID
-	// nodeName is the target node, once the candidate is placed.
-	nodeName string
-	// decided: the target's verdict arrived (or sending failed).
-	decided bool
-	// noReservation: the proxy binds as soon as the chaperon exists, and
-	// books nothing (multicluster.admiralty.io/no-reservation).
-	noReservation bool
-	// cancel ends the send (waiting for a slot, creating the chaperon)
-	// when the attempt ends first.
-	cancel context.CancelFunc
-	// slot is the target's token this reservation holds while its
-	// chaperon is sent and undecided.
-	slot chan struct{}
-	// timer fires when the target made no progress on the chaperons of
-	// this source for candidateTimeout (a change of any of them, by
-	// resourceVersion, is progress: a target working through its queue is
-	// not stalled, however long this one waits).
-	timer      *time.Timer
-	progressRV string
-}
-
-type refusal struct {
-	until   time.Time
-	message string
 }
 
 var (
@@ -237,18 +200,8 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	if err != nil {
 		return nil, err
 	}
-	p := &Plugin{
-		handle:   h,
-		args:     args,
-		sim:      sim,
-		inflight: map[types.UID]*reservation{},
-		attempts: newAttempts(h.EventRecorder()),
-		refused:  map[types.UID]map[targets.Ref]refusal{},
-		pending:  map[types.UID]*v1.Pod{},
-		leaving:  map[types.UID]map[string]chan struct{}{},
-		slots:    map[targets.Ref]chan struct{}{},
-		progress: map[targets.Ref]time.Time{},
-	}
+	p := newPlugin(h, args, clock.RealClock{})
+	p.sim = sim
 	if p.spread, err = newSpreadPlugin(ctx, h); err != nil {
 		return nil, err
 	}
@@ -276,6 +229,14 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		Kubeconfigs:       args.Kubeconfigs,
 	}, h.ClientSet(), mc, factory)
 	p.targetOf = p.registry.ByVirtualNode
+	// A deleted proxy is forgotten.
+	_, _ = h.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if pod, ok := controller.Object(obj).(*v1.Pod); ok {
+				p.podGone(pod.UID)
+			}
+		},
+	})
 	p.registry.Subscribe(p)
 	factory.Start(ctx.Done())
 	go func() {
@@ -284,6 +245,37 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		}
 	}()
 	return p, nil
+}
+
+// newPlugin is the plugin's state, without its connections (tests).
+func newPlugin(h fwk.Handle, args Args, c clock.WithDelayedExecution) *Plugin {
+	var recorder events.EventRecorder
+	if h != nil {
+		recorder = h.EventRecorder()
+	}
+	a := newAttempts(recorder, c)
+	p := &Plugin{
+		handle:   h,
+		args:     args,
+		attempts: a,
+		clock:    c,
+		dispatch: newDispatcher(c, args, a),
+		pending:  map[types.UID]*v1.Pod{},
+	}
+	if h != nil {
+		p.dispatch.waitingPod = h.GetWaitingPod
+	}
+	p.dispatch.activate = p.activateIfPending
+	p.dispatch.onDecided = p.requeuePending
+	return p
+}
+
+// podGone forgets a deleted proxy.
+func (p *Plugin) podGone(uid types.UID) {
+	p.dispatch.podGone(uid)
+	p.mu.Lock()
+	delete(p.pending, uid)
+	p.mu.Unlock()
 }
 
 // keepVerdict is the transform of the scheduler's PodChaperon caches: the
@@ -322,15 +314,21 @@ func keepVerdict(obj any) (any, error) {
 func (*Plugin) Name() string { return Name }
 
 // TargetAdded implements targets.Handler: the target's chaperons decide the
-// waiting proxies.
+// waiting proxies, and tell which proxies have chaperons there.
 func (p *Plugin) TargetAdded(t *targets.Target) {
-	_, _ = t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer().AddEventHandler(handlerFuncs{
-		onChange: func(c *v1alpha1.PodChaperon) { p.chaperonChanged(t, c) },
-		onDelete: func(c *v1alpha1.PodChaperon) {
-			p.chaperonDeleted(t, c)
-			p.left(types.UID(c.Labels[v1alpha1.LabelParentUID]), leavingKey(t, c.Name))
-		},
+	inf := t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer()
+	index, err := indexInformer(inf)
+	if err != nil {
+		// Only if the informer started already, which the registry does
+		// after its handlers.
+		klog.Background().Error(err, "Cannot index the target's chaperons", "target", t.Ref.String())
+		return
+	}
+	_, _ = inf.AddEventHandler(handlerFuncs{
+		onChange: func(c *v1alpha1.PodChaperon) { p.dispatch.chaperonChanged(t, c) },
+		onDelete: func(c *v1alpha1.PodChaperon) { p.dispatch.chaperonDeleted(t, c) },
 	})
+	p.dispatch.targetAdded(t, index)
 	// The summary is read in Filter; a summary that shows room made
 	// requeues the proxies that fit nowhere.
 	_, _ = t.Summaries.Multicluster().V1alpha1().ClusterSummaries().Informer().AddEventHandler(p.summaryHandler())
@@ -338,7 +336,7 @@ func (p *Plugin) TargetAdded(t *targets.Target) {
 
 // TargetRemoved implements targets.Handler: the registry forgets the
 // target, in-flight reservations there end with their pods' permits.
-func (p *Plugin) TargetRemoved(*targets.Target) {}
+func (p *Plugin) TargetRemoved(t *targets.Target) { p.dispatch.targetRemoved(t) }
 
 // EventsToRegister: a proxy that fits nowhere is retried when a virtual
 // node changes (its status follows its target's summary) or appears.
@@ -387,7 +385,7 @@ func (p *Plugin) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
-	s := &cycleState{started: time.Now(), source: source, scores: map[string]int64{}, affinity: map[string]int64{}, spreadRaw: map[string]int64{}, later: map[string]bool{}}
+	s := &cycleState{started: p.clock.Now(), source: source, scores: map[string]int64{}, affinity: map[string]int64{}, spreadRaw: map[string]int64{}, later: map[string]bool{}}
 	if st := p.prepareAdvanced(ctx, s, pod, nodes); !st.IsSuccess() {
 		return nil, st
 	}
@@ -424,7 +422,7 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if pin := s.source.Annotations[v1alpha1.AnnotationClusterName]; pin != "" && pin != t.Ref.Name {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("%s=%s", ErrReasonPinned, pin))
 	}
-	if msg, ok := p.recentlyRefused(pod.UID, t.Ref); ok {
+	if msg, ok := p.dispatch.recentlyRefused(pod.UID, t.Ref); ok {
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s: %s", t.Ref.Name, ErrReasonRecentlyRefused, msg))
 	}
 	summary := t.Summary()
@@ -437,7 +435,7 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 			return fwk.NewStatus(st.Code(), fmt.Sprintf("%s: %s", t.Ref.Name, reasonsOf(st)))
 		}
 	}
-	placed, unplaced := p.reservations(t, pod.UID)
+	placed, unplaced := p.dispatch.reservations(t, pod.UID)
 	nodes := simulator.NodeInfos(summary, placed)
 	res := p.sim.Simulate(ctx, s.source, nodes)
 	logger := klog.FromContext(ctx)
@@ -552,110 +550,32 @@ func (p *Plugin) Reserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, n
 	if t == nil {
 		return fwk.NewStatus(fwk.Unschedulable, ErrReasonNoTarget)
 	}
+	p.attempts.reserved(pod, t.Ref.String(), s.started, p.dispatch.refusedBefore(pod.UID))
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.attempts.reserved(pod, t.Ref.String(), s.started, len(p.refused[pod.UID]) > 0)
 	p.notePlacedLocked(pod.UID)
-	p.inflight[pod.UID] = &reservation{
-		target:        t,
-		proxy:         pod,
-		requests:      podRequests(s.source),
-		chaperon:      ChaperonName(pod, p.args.ClusterName),
-		noReservation: s.noReservation,
-	}
+	p.mu.Unlock()
+	p.dispatch.reserve(pod, t, podRequests(s.source), ChaperonName(pod, p.args.ClusterName), s.noReservation)
 	return nil
 }
 
-// Unreserve forgets the reservation and deletes the chaperon, if sent.
+// Unreserve forgets the reservation and deletes the chaperon, if one was
+// sent.
 func (p *Plugin) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
 	// Undecided here: the framework's bound on the wait (permitTimeout)
 	// passed.
 	timeout := "no answer within " + p.permitTimeout().String()
-	p.mu.Lock()
-	r := p.inflight[pod.UID]
-	delete(p.inflight, pod.UID)
-	if r != nil {
-		if !r.decided {
-			p.refuseLocked(pod.UID, r.target.Ref, timeout)
-		}
-		p.endLocked(r)
-	}
-	p.mu.Unlock()
 	p.attempts.unreserved(pod.UID, timeout)
-	if r == nil {
+	if r := p.dispatch.unreserve(ctx, pod.UID, timeout); r == nil {
 		return
 	}
-	logger := klog.FromContext(ctx)
-	// The scheduler would keep the pod aside until an event it knows
-	// about: try the other targets now, and this one again once it is no
-	// longer avoided.
-	p.activate(pod, 0)
-	p.activate(pod, p.args.RefusedTargetTTL.Duration)
+	// The framework keeps a pod that Permit rejected aside until an event
+	// it knows of. Activated now, while its binding cycle runs, the pod
+	// goes back to the queue through its backoff (the framework's
+	// handling of an activation in flight): the other targets are tried
+	// again after it; a target that refused the pod is tried again when
+	// its refusal ends (the dispatcher activates the pod then).
+	p.activate(pod)
 	p.requeuePending()
-	key := leavingKey(r.target, r.chaperon)
-	p.leave(pod.UID, key)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		// Foreground: the chaperon goes only once its delegate is gone,
-		// and its disappearance lets the proxy's next chaperon go.
-		foreground := metav1.DeletePropagationForeground
-		err := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(pod.Namespace).Delete(ctx, r.chaperon, metav1.DeleteOptions{PropagationPolicy: &foreground})
-		if err != nil {
-			p.left(pod.UID, key)
-		}
-		if err != nil && !isNotFound(err) {
-			// The delegator's cleanup removes chaperons whose proxy is not
-			// bound to their target.
-			logger.Error(err, "Cannot delete the chaperon of an unreserved proxy", "pod", klog.KObj(pod), "target", r.target.Ref.String())
-		}
-	}()
-}
-
-func leavingKey(t *targets.Target, chaperon string) string { return t.Ref.String() + "/" + chaperon }
-
-func (p *Plugin) leave(uid types.UID, key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := p.leaving[uid]
-	if m == nil {
-		m = map[string]chan struct{}{}
-		p.leaving[uid] = m
-	}
-	if _, ok := m[key]; !ok {
-		m[key] = make(chan struct{})
-	}
-}
-
-func (p *Plugin) left(uid types.UID, key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ch, ok := p.leaving[uid][key]; ok {
-		close(ch)
-		delete(p.leaving[uid], key)
-		if len(p.leaving[uid]) == 0 {
-			delete(p.leaving, uid)
-		}
-	}
-}
-
-// waitLeft waits until the proxy's unreserved chaperons are gone (in
-// another target, or in this one with the same name).
-func (p *Plugin) waitLeft(ctx context.Context, uid types.UID) error {
-	p.mu.Lock()
-	var chans []chan struct{}
-	for _, ch := range p.leaving[uid] {
-		chans = append(chans, ch)
-	}
-	p.mu.Unlock()
-	for _, ch := range chans {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("the pod's delegate in the target it left is still being deleted")
-		}
-	}
-	return nil
 }
 
 // Permit sends the chaperon, off the scheduling cycle, and makes the
@@ -665,9 +585,7 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if err != nil {
 		return fwk.AsStatus(err), 0
 	}
-	p.mu.Lock()
-	r := p.inflight[pod.UID]
-	p.mu.Unlock()
+	r := p.dispatch.reservation(pod.UID)
 	if r == nil {
 		return fwk.NewStatus(fwk.Unschedulable, "no reservation"), 0
 	}
@@ -682,11 +600,7 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if err != nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error()), 0
 	}
-	sendCtx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), klog.FromContext(ctx)))
-	p.mu.Lock()
-	r.cancel = cancel
-	p.mu.Unlock()
-	go p.send(sendCtx, r, chaperon)
+	p.dispatch.permit(ctx, r, chaperon)
 	return fwk.NewStatus(fwk.Wait), p.permitTimeout()
 }
 
@@ -695,167 +609,6 @@ func (p *Plugin) Permit(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 // verdict itself is bounded by candidateTimeout without progress (timer);
 // this is the backstop.
 func (p *Plugin) permitTimeout() time.Duration { return 10 * p.args.CandidateTimeout.Duration }
-
-// acquire waits for a place among the target's chaperons in flight. It
-// fails when the attempt ends first (ctx).
-func (p *Plugin) acquire(ctx context.Context, r *reservation) error {
-	ref := r.target.Ref
-	p.mu.Lock()
-	ch := p.slots[ref]
-	if ch == nil {
-		ch = make(chan struct{}, p.args.MaxInFlightPerTarget)
-		p.slots[ref] = ch
-	}
-	p.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-	default:
-		queued.WithLabelValues(ref.String()).Inc()
-		select {
-		case ch <- struct{}{}:
-			queued.WithLabelValues(ref.String()).Dec()
-		case <-ctx.Done():
-			queued.WithLabelValues(ref.String()).Dec()
-			return ctx.Err()
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if r.decided || p.inflight[r.proxy.UID] != r {
-		<-ch
-		return fmt.Errorf("the attempt ended")
-	}
-	r.slot = ch
-	inFlight.WithLabelValues(ref.String()).Inc()
-	return nil
-}
-
-// releaseLocked gives the reservation's place back, if it holds one, and
-// stops its verdict timer.
-func (p *Plugin) releaseLocked(r *reservation) {
-	if r.timer != nil {
-		r.timer.Stop()
-		r.timer = nil
-	}
-	if r.slot != nil {
-		<-r.slot
-		r.slot = nil
-		inFlight.WithLabelValues(r.target.Ref.String()).Dec()
-	}
-}
-
-// endLocked: the attempt is over; nothing of it may keep running.
-func (p *Plugin) endLocked(r *reservation) {
-	p.releaseLocked(r)
-	if r.cancel != nil {
-		r.cancel()
-	}
-}
-
-// progressLocked records a change of r's chaperon (the target working on
-// it) and starts the verdict timer if it is not running.
-func (p *Plugin) progressLocked(r *reservation, rv string) {
-	if r.decided || r.slot == nil || rv == r.progressRV {
-		return
-	}
-	r.progressRV = rv
-	p.progress[r.target.Ref] = time.Now()
-	if r.timer == nil {
-		r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration, func() { p.timedOut(r) })
-	}
-}
-
-// timedOut: the target made no progress on this source's chaperons for
-// candidateTimeout. The pod is refused there; the pods waiting for a
-// place in that target go elsewhere now rather than wait behind it.
-func (p *Plugin) timedOut(r *reservation) {
-	uid := r.proxy.UID
-	message := "no answer within " + p.args.CandidateTimeout.Duration.String()
-	behindMessage := fmt.Sprintf("%s: gave no verdict on an earlier pod within %s; not waiting behind it", r.target.Ref.Name, p.args.CandidateTimeout.Duration)
-	p.mu.Lock()
-	if p.inflight[uid] != r || r.decided {
-		p.mu.Unlock()
-		return
-	}
-	if since := time.Since(p.progress[r.target.Ref]); since < p.args.CandidateTimeout.Duration {
-		// The target works on other chaperons of this source: wait on.
-		r.timer = time.AfterFunc(p.args.CandidateTimeout.Duration-since, func() { p.timedOut(r) })
-		p.mu.Unlock()
-		return
-	}
-	// All decided before the place is given back, so that none of those
-	// behind takes it.
-	var behind []types.UID
-	for quid, q := range p.inflight {
-		if q.target.Ref == r.target.Ref && !q.decided && q.slot == nil && q.chaperonUID == "" && quid != uid {
-			p.decideLocked(quid, q, behindMessage)
-			behind = append(behind, quid)
-		}
-	}
-	p.decideLocked(uid, r, message)
-	p.mu.Unlock()
-	klog.Background().V(2).Info("Target gave no verdict in time", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String(), "timeout", p.args.CandidateTimeout.Duration, "podsRedirected", len(behind))
-	p.attempts.timedOut(uid)
-	p.tell(uid, false, message)
-	for _, quid := range behind {
-		p.tell(quid, false, behindMessage)
-	}
-	p.requeuePending()
-}
-
-// send creates the chaperon in the target and, on failure, rejects the pod.
-//
-// ctx ends with the attempt (endLocked). The proxy's previous delegate
-// must be gone, and the target must have a place among its chaperons in
-// flight, before this one is sent.
-func (p *Plugin) send(ctx context.Context, r *reservation, chaperon *v1alpha1.PodChaperon) {
-	leftCtx, cancelLeft := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
-	err := p.waitLeft(leftCtx, r.proxy.UID)
-	cancelLeft()
-	if err != nil {
-		if ctx.Err() == nil {
-			p.retry(r, err.Error())
-		}
-		return
-	}
-	if err := p.acquire(ctx, r); err != nil {
-		return
-	}
-	attempt := ctx
-	ctx, cancel := context.WithTimeout(ctx, p.args.CandidateTimeout.Duration)
-	defer cancel()
-	client := r.target.MCClient.MulticlusterV1alpha1().PodChaperons(chaperon.Namespace)
-	created, err := client.Create(ctx, chaperon, metav1.CreateOptions{})
-	if isAlreadyExists(err) {
-		// Sent before (a restart, a retry): it is ours only if it names this
-		// very proxy.
-		created, err = client.Get(ctx, chaperon.Name, metav1.GetOptions{})
-		if err == nil && created.Labels[v1alpha1.LabelParentUID] != string(r.proxy.UID) {
-			err = fmt.Errorf("%s %s/%s exists in %s and belongs to another pod", sentKind(r.target), chaperon.Namespace, chaperon.Name, r.target.Ref.Name)
-		}
-	}
-	if err != nil {
-		if attempt.Err() != nil {
-			// The attempt ended meanwhile (Unreserve deletes the chaperon).
-			return
-		}
-		klog.FromContext(ctx).Error(err, "Cannot send the chaperon", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
-		p.decide(r.proxy.UID, false, fmt.Sprintf("%s: cannot create the %s: %v", r.target.Ref.Name, sentKind(r.target), err))
-		return
-	}
-	p.mu.Lock()
-	r.chaperonUID = created.UID
-	p.progressLocked(r, created.ResourceVersion)
-	p.mu.Unlock()
-	p.attempts.sent(r.proxy.UID, sentKind(r.target), created.Name)
-	if r.noReservation {
-		// The pod is committed to this target: it binds now and waits
-		// there for room, never moved elsewhere.
-		p.decide(r.proxy.UID, true, "")
-		return
-	}
-	p.chaperonChanged(r.target, created)
-}
 
 // sentKind names what Permit sends to t: a PodChaperon, or in a self
 // target the delegate itself (targets.SelfChaperons).
@@ -866,188 +619,11 @@ func sentKind(t *targets.Target) string {
 	return "PodChaperon"
 }
 
-// retry rejects the waiting pod without holding it against the target (not
-// the target's fault), so that it is scheduled again at once.
-func (p *Plugin) retry(r *reservation, message string) {
-	p.mu.Lock()
-	if r.decided {
-		p.mu.Unlock()
-		return
-	}
-	p.decideLocked(r.proxy.UID, r, "")
-	p.mu.Unlock()
-	p.tell(r.proxy.UID, false, message)
-}
-
-// chaperonDeleted: a chaperon deleted in the target before its verdict (by
-// the source's feedback, a person, the target going away) will never be
-// placed; the waiting pod is retried now rather than at candidateTimeout.
-func (p *Plugin) chaperonDeleted(t *targets.Target, c *v1alpha1.PodChaperon) {
-	uid := types.UID(c.Labels[v1alpha1.LabelParentUID])
-	p.mu.Lock()
-	r := p.inflight[uid]
-	sent := r != nil && !r.decided && r.target.Ref == t.Ref && r.chaperonUID != "" && r.chaperonUID == c.UID
-	p.mu.Unlock()
-	if sent {
-		p.retry(r, fmt.Sprintf("%s %s/%s was deleted in %s before the candidate was placed", sentKind(t), c.Namespace, c.Name, t.Ref.Name))
-	}
-}
-
-// chaperonChanged decides a waiting proxy from its chaperon's status, as
-// the target's delegator mirrors the candidate's.
-func (p *Plugin) chaperonChanged(t *targets.Target, c *v1alpha1.PodChaperon) {
-	uid := types.UID(c.Labels[v1alpha1.LabelParentUID])
-	p.mu.Lock()
-	r := p.inflight[uid]
-	if r == nil || r.target.Ref != t.Ref || r.chaperon != c.Name || r.noReservation {
-		p.mu.Unlock()
-		return
-	}
-	if c.Status.NodeName != "" && r.nodeName == "" {
-		r.nodeName = c.Status.NodeName
-	}
-	ours := r.chaperonUID == "" || r.chaperonUID == c.UID
-	if ours {
-		p.progressLocked(r, c.ResourceVersion)
-	}
-	p.mu.Unlock()
-	if ours && c.Status.NodeName != "" {
-		// The target's scheduler bound the candidate: its delegator
-		// reports the node with the first status that shows it bound.
-		p.decide(uid, true, "")
-		return
-	}
-	for _, cond := range c.Status.Conditions {
-		if cond.Type != v1.PodScheduled {
-			continue
-		}
-		switch {
-		case cond.Status == v1.ConditionTrue:
-			p.decide(uid, true, "")
-		case cond.Reason == v1.PodReasonUnschedulable && c.Status.NominatedNodeName != "":
-			// The target's scheduler is preempting pods to make room for
-			// the candidate: its verdict comes when they are gone.
-			klog.Background().V(2).Info("Target preempting for the candidate", "chaperon", klog.KObj(c), "target", t.Ref.String(), "nominatedNode", c.Status.NominatedNodeName)
-		case cond.Reason == v1.PodReasonUnschedulable:
-			p.decide(uid, false, fmt.Sprintf("%s refused the candidate: %s", t.Ref.Name, cond.Message))
-		}
-	}
-}
-
-// decide allows or rejects the waiting proxy. The pod is registered as
-// waiting once Permit returned; an answer faster than that is retried.
-func (p *Plugin) decide(uid types.UID, allowed bool, message string) {
-	p.mu.Lock()
-	r := p.inflight[uid]
-	if r == nil || r.decided {
-		p.mu.Unlock()
-		return
-	}
-	refusal := ""
-	if !allowed {
-		refusal = message
-	}
-	p.decideLocked(uid, r, refusal)
-	p.mu.Unlock()
-	if allowed {
-		klog.Background().V(4).Info("Target accepted the candidate", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String())
-	} else {
-		klog.Background().V(2).Info("Target refused the candidate", "pod", klog.KObj(r.proxy), "target", r.target.Ref.String(), "message", message)
-	}
-	p.tell(uid, allowed, message)
-	// The booking is now on a node of the target (or gone): pods kept
-	// aside by pods in flight may fit.
-	p.requeuePending()
-}
-
-// decideLocked marks r decided and gives its place back; a refusal (not
-// empty) has the pod avoid the target.
-func (p *Plugin) decideLocked(uid types.UID, r *reservation, refusal string) {
-	r.decided = true
-	p.releaseLocked(r)
-	if refusal != "" {
-		p.refuseLocked(uid, r.target.Ref, refusal)
-	}
-}
-
-// tell records the verdict of a decided attempt and hands it to the
-// waiting pod.
-func (p *Plugin) tell(uid types.UID, allowed bool, message string) {
-	p.attempts.decided(uid, allowed, message)
-	p.deliver(uid, allowed, message, 0)
-}
-
-func (p *Plugin) deliver(uid types.UID, allowed bool, message string, attempt int) {
-	wp := p.handle.GetWaitingPod(uid)
-	if wp == nil {
-		if attempt < 100 {
-			time.AfterFunc(20*time.Millisecond, func() { p.deliver(uid, allowed, message, attempt+1) })
-		}
-		return
-	}
-	if allowed {
-		wp.Allow(Name)
-	} else {
-		wp.Reject(Name, message)
-	}
-}
-
 // PostBind keeps the reservation briefly: the target's summary counts the
 // delegate within its update interval (1s by default).
 func (p *Plugin) PostBind(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
 	p.attempts.bound(pod.UID)
-	p.mu.Lock()
-	if r := p.inflight[pod.UID]; r != nil {
-		p.endLocked(r)
-	}
-	p.mu.Unlock()
-	time.AfterFunc(3*time.Second, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if r := p.inflight[pod.UID]; r != nil && r.decided {
-			delete(p.inflight, pod.UID)
-		}
-		delete(p.refused, pod.UID)
-	})
-}
-
-func (p *Plugin) reservations(t *targets.Target, except types.UID) (placed []simulator.Reservation, unplaced []v1.ResourceList) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for uid, r := range p.inflight {
-		if r.target.Ref != t.Ref || uid == except || r.noReservation {
-			continue
-		}
-		if r.nodeName != "" {
-			placed = append(placed, simulator.Reservation{NodeName: r.nodeName, Requests: r.requests})
-		} else {
-			unplaced = append(unplaced, r.requests)
-		}
-	}
-	return placed, unplaced
-}
-
-func (p *Plugin) refuseLocked(uid types.UID, ref targets.Ref, message string) {
-	m := p.refused[uid]
-	if m == nil {
-		m = map[targets.Ref]refusal{}
-		p.refused[uid] = m
-	}
-	m[ref] = refusal{until: time.Now().Add(p.args.RefusedTargetTTL.Duration), message: message}
-}
-
-func (p *Plugin) recentlyRefused(uid types.UID, ref targets.Ref) (string, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r, ok := p.refused[uid][ref]
-	if !ok {
-		return "", false
-	}
-	if time.Now().After(r.until) {
-		delete(p.refused[uid], ref)
-		return "", false
-	}
-	return r.message, true
+	p.dispatch.bound(pod.UID)
 }
 
 func readState(state fwk.CycleState) (*cycleState, error) {
