@@ -218,7 +218,8 @@ func (st *targetState) readable() bool {
 }
 
 // targetReadable queues what t needs once it is readable (its caches
-// synced, or it answers again): every global service and ingress, and the
+// synced, or it answers again): every service and ingress, here or copied
+// there (a copy whose source went meanwhile is deleted), and the
 // dependencies and mark of every chaperon there.
 func (c *Source) targetReadable(t *targets.Target) {
 	c.mu.Lock()
@@ -231,6 +232,13 @@ func (c *Source) targetReadable(t *targets.Target) {
 		for _, o := range c.local[k].GetStore().List() {
 			if m, ok := o.(metav1.Object); ok && (t.Scope == "" || t.Scope == m.GetNamespace()) {
 				c.controller.EnqueueKey(objectKey(k, m.GetNamespace(), m.GetName()))
+			}
+		}
+	}
+	for k, inf := range st.copies {
+		for _, o := range inf.GetStore().List() {
+			if m, ok := o.(metav1.Object); ok {
+				c.controller.EnqueueKey(objectKey(k, m.GetLabels()[LabelOriginNamespace], originName(m)))
 			}
 		}
 	}
@@ -399,7 +407,11 @@ func (c *Source) reconcileObject(ctx context.Context, k *kind, ns, name string) 
 		}
 		if !st.readable() {
 			// What it wants is not known (targetReadable brings this
-			// key back).
+			// key back). What it was sent of a deleted object is
+			// forgotten all the same: nothing else would.
+			if src == nil {
+				c.forget(st, k, ns, name)
+			}
 			continue
 		}
 		if src != nil && c.wanted(st, k, src) {
