@@ -19,9 +19,9 @@ import (
 
 // The source's delegator restarts while a target is down: its cache of the
 // target's chaperons never syncs, which says nothing of them. Nothing bound
-// there is deleted before the Target's grace period (the feedback once took
-// an empty cache for lost chaperons and deleted the proxies 10 s after the
-// restart); then the Deployment's proxies move to the other target, the
+// there is deleted before the Target's grace period, even when the proxies
+// change meanwhile (the feedback once took an empty cache for lost
+// chaperons and deleted a proxy 10 s after it looked at it); then the Deployment's proxies move to the other target, the
 // bare pod never goes. When the target is back, every proxy has exactly one
 // delegate, and the bare pod runs on as before.
 func TestDelegatorRestartWhileTargetDown(t *testing.T) {
@@ -72,6 +72,15 @@ func TestDelegatorRestartWhileTargetDown(t *testing.T) {
 		notReadySince = since
 		return notReady, "Ready", nil
 	})
+	// The node's status is the new leader's: c3 is live in its registry.
+	// An ordinary update of each proxy (a label) has the feedback look at
+	// it now, with nothing in its cache of c3.
+	for _, p := range before {
+		patch := []byte(`{"metadata":{"labels":{"touched":"yes"}}}`)
+		if _, err := c1.Client.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	keepUntil := notReadySince.Add(grace*time.Second - 3*time.Second)
 	t.Logf("c3 NotReady since %s (%s before the restart); proxies must stay until %s", notReadySince.Format(time.RFC3339),
 		restarted.Sub(notReadySince).Round(time.Second), keepUntil.Format(time.RFC3339))
