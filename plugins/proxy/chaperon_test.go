@@ -817,3 +817,48 @@ func TestNothingGrowsWithPodsAndTargetsThatComeAndGo(t *testing.T) {
 		}
 	}
 }
+
+// A target gone (its informer stopped) before its informer showed the
+// deletion of a proxy's chaperon there holds nothing up: the proxy's next
+// chaperon goes at once.
+func TestGoneTargetsAreNotWaitedFor(t *testing.T) {
+	dt := newDispatchTest(t, Args{})
+	c2, c3 := newTestTarget("c2"), newTestTarget("c3")
+	dt.add(c2)
+	dt.add(c3)
+	proxy := testProxy("p")
+	dt.permitSend(dt.start(proxy, c3))
+	sent := created(t, c3)
+	dt.update(c3, sent)
+	dt.await(t, "sent", proxy)
+	dt.unreserve(context.Background(), proxy.UID, "")
+	deletedUID(t, c3)
+	dt.targetRemoved(c3.Target)
+
+	dt.permitSend(dt.start(proxy, c2))
+	created(t, c2)
+	// A wait is traced before the create.
+	for {
+		select {
+		case s := <-dt.steps:
+			if s.name == "waiting" {
+				t.Fatal("waited for the chaperon in the gone target")
+			}
+			continue
+		default:
+		}
+		break
+	}
+}
+
+// The plugin forgets a deleted proxy it kept to requeue.
+func TestPluginForgetsDeletedProxies(t *testing.T) {
+	p := newPlugin(nil, Args{CandidateTimeout: metav1.Duration{Duration: time.Second}, RefusedTargetTTL: metav1.Duration{Duration: time.Minute}, MaxInFlightPerTarget: 1},
+		clocktesting.NewFakeClock(time.Now()))
+	proxy := testProxy("p")
+	p.notePending(proxy)
+	p.podGone(proxy.UID)
+	if len(p.pending) != 0 {
+		t.Errorf("%d pending proxies kept", len(p.pending))
+	}
+}

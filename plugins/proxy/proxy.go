@@ -13,6 +13,9 @@
 //     (profile admiralty-candidate) has placed the candidate, or refused it;
 //   - a refusal or a timeout unreserves: the chaperon is deleted and the
 //     target is avoided by this pod for a while; the pod is retried.
+//
+// From Reserve to the end of an attempt, the dispatcher (dispatch.go,
+// send.go) holds the state: reservations, places, timers, verdicts.
 package proxy
 
 import (
@@ -79,7 +82,8 @@ type Args struct {
 	// place the candidate. Default 30s.
 	CandidateTimeout metav1.Duration `json:"candidateTimeout"`
 	// RefusedTargetTTL is how long a target that refused a pod is avoided
-	// by that pod. Default 1m.
+	// by that pod, doubled with each further refusal by that target up to
+	// 16 times. Default 1m.
 	RefusedTargetTTL metav1.Duration `json:"refusedTargetTTL"`
 	// ScoringPolicy is LeastAllocated (default) or MostAllocated.
 	ScoringPolicy string `json:"scoringPolicy"`
@@ -319,8 +323,7 @@ func (p *Plugin) TargetAdded(t *targets.Target) {
 	inf := t.Chaperons.Multicluster().V1alpha1().PodChaperons().Informer()
 	index, err := indexInformer(inf)
 	if err != nil {
-		// Only if the informer started already, which the registry does
-		// after its handlers.
+		// Only if the target's informers stopped already (it is gone).
 		klog.Background().Error(err, "Cannot index the target's chaperons", "target", t.Ref.String())
 		return
 	}
