@@ -226,21 +226,41 @@ func apiReady(ctx context.Context, c *Cluster) bool {
 // test ends, whatever the outcome, so the sandbox is left whole.
 func stopCluster(t *testing.T, c *Cluster) (restore func()) {
 	t.Helper()
+	restore = restorer(t, c, func(ctx context.Context) {
+		if !apiReady(ctx, c) {
+			if err := kwokctl(ctx, c, "start", "cluster", "--name", c.KwokName, "--wait", "90s"); err != nil {
+				t.Errorf("restoring %s: %v", c.Context, err)
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := kwokctl(ctx, c, "stop", "cluster", "--name", c.KwokName); err != nil {
+		t.Fatal(err)
+	}
+	// Its delegator would exit on its own once its Lease cannot be renewed;
+	// kill it now, so that it is restarted below with a fresh state.
+	delegatorComponent(c).kill(t)
+	return restore
+}
+
+// restorer returns the restore function of an outage of cluster c, also
+// run when the test ends: once, resume brings the cluster back, then the
+// API server is waited for and c's delegator started again (with the
+// command line it has now) if it is gone.
+func restorer(t *testing.T, c *Cluster, resume func(ctx context.Context)) func() {
+	t.Helper()
 	delegator := delegatorComponent(c)
 	args := delegator.cmdline(t)
 	restored := false
-	restore = func() {
+	restore := func() {
 		if restored {
 			return
 		}
 		restored = true
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if !apiReady(ctx, c) {
-			if err := kwokctl(ctx, c, "start", "cluster", "--name", c.KwokName, "--wait", "90s"); err != nil {
-				t.Errorf("restoring %s: %v", c.Context, err)
-			}
-		}
+		resume(ctx)
 		eventually(ctx, t, c.Context+" API server back", func(ctx context.Context) (bool, string, error) {
 			return apiReady(ctx, c), "", nil
 		})
@@ -250,14 +270,6 @@ func stopCluster(t *testing.T, c *Cluster) (restore func()) {
 		waitHealthy(ctx, t, c.Context+" delegator", c.DelegatorHealth+"/healthz")
 	}
 	t.Cleanup(restore)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := kwokctl(ctx, c, "stop", "cluster", "--name", c.KwokName); err != nil {
-		t.Fatal(err)
-	}
-	// Its delegator would exit on its own once its Lease cannot be renewed;
-	// kill it now, so that it is restarted below with a fresh state.
-	delegator.kill(t)
 	return restore
 }
 
@@ -273,20 +285,11 @@ func freezeCluster(t *testing.T, c *Cluster) (restore func()) {
 	if pid <= 0 {
 		t.Fatalf("%s: no pid", apiserver.name)
 	}
-	delegator := delegatorComponent(c)
-	args := delegator.cmdline(t)
-	restored := false
-	restore = func() {
-		if restored {
-			return
-		}
-		restored = true
+	restore = restorer(t, c, func(ctx context.Context) {
 		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 			t.Errorf("resuming %s: %v", apiserver.name, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		eventually(ctx, t, c.Context+" API server back", func(ctx context.Context) (bool, string, error) {
+		eventually(ctx, t, c.Context+" API server resumed", func(ctx context.Context) (bool, string, error) {
 			return apiReady(ctx, c), "", nil
 		})
 		for _, name := range []string{"kube-controller-manager", "kube-scheduler", "kwok-controller"} {
@@ -302,12 +305,7 @@ func freezeCluster(t *testing.T, c *Cluster) (restore func()) {
 				break
 			}
 		}
-		if !delegator.alive() {
-			delegator.start(t, args)
-		}
-		waitHealthy(ctx, t, c.Context+" delegator", c.DelegatorHealth+"/healthz")
-	}
-	t.Cleanup(restore)
+	})
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("freezing %s: %v", apiserver.name, err)
 	}
